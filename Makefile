@@ -1,0 +1,39 @@
+# Two commands matter: `make demo` (the main job) and `make test` (everything CI runs).
+# Each creates .venv and installs qroll into it on first use, and again when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint typecheck venv clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## the main job: a rolling experiment on the bundled example config
+demo: $(STAMP)
+	$(BIN)/qroll tasks src/qroll/examples/synthetic_rolling.yaml
+
+## everything CI runs: lint, type check, and the whole test suite (slow tests included)
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+## quick iteration: unit tests and doctests only, stop at the first failure
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -x -q tests/unit src/qroll
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""Every error qroll raises on purpose, in one tree.
+
+Catch :class:`QrollError` to handle them all. Each message repeats the values at fault and says
+what to do; the command line prints it as one line and exits with status 2.
+
+::
+
+    QrollError
+    ├── ConfigError            a configuration value or file that qroll cannot use
+    │   ├── ConfigFileError    a YAML file that is missing, unreadable or malformed
+    │   ├── ClassNotFoundError a ``class``/``module_path`` pair that names nothing importable
+    │   └── NotSerializableError a task value with no stable JSON form (a model object, NaN, ...)
+    ├── CalendarError          a date or index that falls outside the trading calendar
+    │   └── OutOfCalendarError a segment shifted wholly past the end of the calendar
+    └── TaskGenError           a task template that cannot be rolled (step, rtype, segments)
+
+    LabelLeakWarning (a UserWarning)  train or valid labels reach into the test window
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CalendarError",
+    "ClassNotFoundError",
+    "ConfigError",
+    "ConfigFileError",
+    "NotSerializableError",
+    "OutOfCalendarError",
+    "QrollError",
+    "LabelLeakWarning",
+    "TaskGenError",
+]
+
+
+class QrollError(Exception):
+    """qroll could not do what was asked."""
+
+    def __init__(self, message: str | None = None) -> None:
+        # The class docstring's first line is the default message, so every error reads well
+        # even when raised bare.
+        default = (type(self).__doc__ or "").strip().splitlines()
+        super().__init__(message or (default[0] if default else type(self).__name__))
+
+
+class ConfigError(QrollError):
+    """The configuration is invalid."""
+
+
+class ConfigFileError(ConfigError):
+    """The configuration file cannot be read."""
+
+
+class ClassNotFoundError(ConfigError):
+    """The configured class cannot be found."""
+
+
+class NotSerializableError(ConfigError):
+    """The task holds a value that cannot be written as canonical JSON."""
+
+
+class CalendarError(QrollError):
+    """The date is outside the trading calendar."""
+
+
+class OutOfCalendarError(CalendarError):
+    """The segment lies past the end of the trading calendar."""
+
+
+class TaskGenError(QrollError):
+    """The task template cannot be rolled."""
+
+
+class LabelLeakWarning(UserWarning):
+    """A segment's labels look into the test window: set ``trunc_days``."""
