@@ -5,17 +5,18 @@ run in MLflow and collect the per-window predictions into one continuous signal.
 Qlib's rolling subsystem, so a Qlib user finds what they expect.
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from qroll.calendar import TimeAdjuster, TradingCalendar
+from qroll.config import fill_placeholder, init_instance_by_config, load_config, task_hash
 from qroll.errors import (
     CalendarError,
     ClassNotFoundError,
     ConfigError,
     ConfigFileError,
     LabelLeakWarning,
+    NotSerializableError,
     OutOfCalendarError,
     QrollError,
     TaskGenError,
@@ -30,8 +31,8 @@ from qroll.tasks import (
 )
 
 try:
-    __version__ = version("qroll")
-except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = _version("qroll")
+except _PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigFileError",
     "LabelLeakWarning",
     "MultiHorizonGenBase",
+    "NotSerializableError",
     "OutOfCalendarError",
     "QrollError",
     "RollingGen",
@@ -49,7 +51,11 @@ __all__ = [
     "TimeAdjuster",
     "TradingCalendar",
     "__version__",
+    "fill_placeholder",
     "handler_mod",
+    "init_instance_by_config",
+    "load_config",
     "task_generator",
+    "task_hash",
     "trunc_segments",
 ]

@@ -161,7 +161,9 @@ class TradingCalendar:
                 warnings.simplefilter("ignore", FutureWarning)
                 exchange = xcals.get_calendar(name, start=start_ts, end=max(last, start_ts))
         except Exception as exc:  # exchange_calendars raises many types for out-of-range bounds
-            raise CalendarError(f"exchange calendar {name!r} cannot cover {start_ts.date()}..{last.date()}: {exc}") from exc
+            raise CalendarError(
+                f"exchange calendar {name!r} cannot cover {start_ts.date()}..{last.date()}: {exc}"
+            ) from exc
         sessions = pd.DatetimeIndex(exchange.sessions)
         days = sessions[sessions <= end_ts]
         if len(days) == 0:
@@ -181,7 +183,9 @@ class TradingCalendar:
 
     def all_days(self, future: bool = True) -> pd.DatetimeIndex:
         """The data days, followed by the future days when ``future`` is true."""
-        return self._days.append(self._future) if future and len(self._future) else self._days
+        if future and len(self._future):
+            return pd.DatetimeIndex(self._days.append(self._future))
+        return self._days
 
     @property
     def first_day(self) -> pd.Timestamp:
@@ -288,7 +292,9 @@ class TimeAdjuster:
         if end_time is not None:
             cals = cals[cals <= _to_timestamp(end_time, "end_time")]
             if len(cals) == 0:
-                raise CalendarError(f"end_time {end_time} is before the first trading day {_d(self.calendar.first_day)}")
+                raise CalendarError(
+                    f"end_time {end_time} is before the first trading day {_d(self.calendar.first_day)}"
+                )
         self.cals: pd.DatetimeIndex = cals
 
     def __repr__(self) -> str:

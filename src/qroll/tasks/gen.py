@@ -83,7 +83,9 @@ def _segments(task: Mapping[str, Any]) -> dict[str, Any]:
             "{'dataset': {'kwargs': {'segments': {'train': [start, end], 'test': [start, end]}}}}"
         ) from exc
     if not isinstance(segments, Mapping):
-        raise TaskGenError(f"dataset.kwargs.segments must be a mapping of name -> [start, end], got {segments!r}")
+        raise TaskGenError(
+            f"dataset.kwargs.segments must be a mapping of name -> [start, end], got {segments!r}"
+        )
     return dict(segments)
 
 
@@ -214,6 +216,7 @@ class RollingGen(TaskGen):
         self.task_copy_func = task_copy_func
         self.calendar = calendar
         self._ta: TimeAdjuster | None = None
+        self._periods: tuple[tuple[int, str], Any, bool] | None = None
 
     def __repr__(self) -> str:
         mod = getattr(self.ds_extra_mod_func, "__name__", repr(self.ds_extra_mod_func))
@@ -250,7 +253,8 @@ class RollingGen(TaskGen):
                 f"{self.ROLL_SD!r} (RollingGen.ROLL_SD)"
             )
         trunc = self.trunc_days
-        if not (trunc is None or trunc == "auto" or (isinstance(trunc, int) and not isinstance(trunc, bool) and trunc >= 0)):
+        days = isinstance(trunc, int) and not isinstance(trunc, bool) and trunc >= 0
+        if not (trunc is None or trunc == "auto" or days):
             raise TaskGenError(
                 f"trunc_days={trunc!r} must be None, 'auto' or a number of trading days >= 0"
             )
@@ -279,7 +283,8 @@ class RollingGen(TaskGen):
                 f"[2017-01-01, null] for an open-ended test"
             )
 
-    def _resolve_trunc_days(self, task: Mapping[str, Any]) -> int | None:
+    def trunc_days_for(self, task: Mapping[str, Any]) -> int | None:
+        """The gap in trading days this generator keeps for ``task`` (``"auto"`` resolved)."""
         if self.trunc_days != "auto":
             return self.trunc_days  # type: ignore[return-value]
         labels = task_label(task)
@@ -325,7 +330,7 @@ class RollingGen(TaskGen):
         """
         self._check()
         self._check_segments(_segments(task))
-        trunc_days = self._resolve_trunc_days(task)
+        trunc_days = self.trunc_days_for(task)
         t = self.task_copy_func(task)
         segments: dict[str, Any] = copy.deepcopy(self.ta.align_seg(_segments(t)))
         test_end = self._transform_end_date(segments[self.test_key][1])
@@ -384,24 +389,24 @@ class RollingGen(TaskGen):
         last = self.ta.calendar.last_day
         return last if end is None or end > last else end
 
-    def _period_ordinals(self) -> Any:
+    def _period_ordinals(self) -> tuple[Any, bool]:
+        """Each calendar day's period ordinal, and whether the calendar's last period is complete."""
         cals = self.ta.cals
         freq = PERIOD_STEPS[str(self.step).upper()]
-        key = (id(cals), freq)
-        if getattr(self, "_ordinals_key", None) != key:
-            self._ordinals = cals.to_period(freq).asi8
-            self._ordinals_key = key
-            # Is the calendar's last period complete, or might it hold more days than we know?
-            self._last_complete = (cals[-1] + pd.Timedelta(days=1)).to_period(freq).ordinal != self._ordinals[-1]
-        return self._ordinals
+        if self._periods is None or self._periods[0] != (id(cals), freq):
+            ordinals = cals.to_period(freq).asi8
+            # The day after the calendar ends falls in a later period only if the last one is whole.
+            complete = (cals[-1] + pd.Timedelta(days=1)).to_period(freq).ordinal != ordinals[-1]
+            self._periods = ((id(cals), freq), ordinals, complete)
+        return self._periods[1], self._periods[2]
 
     def _window_end(self, start: int) -> int | None:
         """The index of the test window's last day (past the calendar ⇒ ``get`` gives None)."""
         if isinstance(self.step, int):
             return start + self.step - 1
-        ordinals = self._period_ordinals()
+        ordinals, last_complete = self._period_ordinals()
         end = int(ordinals.searchsorted(ordinals[start], side="right")) - 1
-        if end == len(ordinals) - 1 and not self._last_complete:
+        if end == len(ordinals) - 1 and not last_complete:
             return None
         return end
 
@@ -410,7 +415,7 @@ class RollingGen(TaskGen):
             return start + self.step
         if start >= len(self.ta.cals):
             return None
-        ordinals = self._period_ordinals()
+        ordinals, _ = self._period_ordinals()
         return int(ordinals.searchsorted(ordinals[start], side="right"))
 
     def _update_task_segs(self, task: dict[str, Any], segments: dict[str, Any]) -> None:
@@ -435,7 +440,9 @@ class MultiHorizonGenBase(TaskGen):
         The trading calendar.
     """
 
-    def __init__(self, horizon: Iterable[int] = (5,), label_leak_n: int = 2, calendar: Any = None) -> None:
+    def __init__(
+        self, horizon: Iterable[int] = (5,), label_leak_n: int = 2, calendar: Any = None
+    ) -> None:
         self.horizon = list(horizon)
         self.label_leak_n = label_leak_n
         self.calendar = calendar

@@ -1,0 +1,5 @@
+import sys
+
+from qroll.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""The run config: one YAML file describing a whole rolling experiment (DESIGN §9).
+
+Every key but ``tasks`` is optional::
+
+    experiment: csi300_rolling          # MLflow experiment name
+    data: qlib:///path/to/cn_data        # source URI; default synthetic market (or $QROLL_DATA)
+    calendar: data                       # "data" (the source's days), an exchange name, a day.txt
+    tracking: sqlite:///qroll_runs/mlflow.db
+    pool: null                           # a pool URL => TrainerRM; null => TrainerR
+    workers: 1
+    rolling: {step: 40, rtype: expanding, trunc_days: auto}
+    tasks: [...]                         # Qlib-shaped task templates
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from qroll.calendar import TimeAdjuster, as_time_adjuster
+from qroll.config import load_config
+from qroll.data.uri import DEFAULT_SOURCE, source_calendar
+from qroll.errors import ConfigError
+from qroll.tasks.gen import RollingGen, task_generator
+
+__all__ = ["RunConfig"]
+
+ROLLING_DEFAULTS: dict[str, Any] = {"step": 40, "rtype": RollingGen.ROLL_EX, "trunc_days": "auto"}
+ROLLING_KEYS = ("step", "rtype", "trunc_days", "test_key", "train_key")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunConfig:
+    """A validated run config. Build it with :meth:`from_file` or :meth:`from_dict`."""
+
+    tasks: list[dict[str, Any]]
+    experiment: str = "qroll"
+    data: str = DEFAULT_SOURCE
+    calendar: Any = "data"
+    tracking: str | None = None
+    pool: str | None = None
+    workers: int = 1
+    rolling: dict[str, Any] = field(default_factory=lambda: dict(ROLLING_DEFAULTS))
+    origin: str = "<dict>"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> RunConfig:
+        """Read and validate a run config YAML file.
+
+        Raises
+        ------
+        ConfigFileError
+            If the file cannot be read or parsed.
+        ConfigError
+            If a key is unknown or a value has the wrong shape; the message names the file.
+        """
+        return cls.from_dict(load_config(path), origin=os.fspath(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], origin: str = "<dict>") -> RunConfig:
+        """Validate a run config given as a mapping (see the module docstring for the keys)."""
+        known = [f for f in cls.__dataclass_fields__ if f != "origin"]
+        for key in raw:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+                raise ConfigError(f"{origin}: unknown key {key!r}{hint}")
+        tasks = raw.get("tasks")
+        if isinstance(tasks, Mapping):
+            tasks = [tasks]
+        if not isinstance(tasks, list) or not tasks:
+            raise ConfigError(f"{origin}: 'tasks' must be a non-empty list of task templates")
+        for n, task in enumerate(tasks):
+            if not isinstance(task, Mapping) or "model" not in task or "dataset" not in task:
+                raise ConfigError(
+                    f"{origin}: tasks[{n}] must be a mapping with 'model' and 'dataset' (and "
+                    f"optionally 'record'), got {_short(task)}"
+                )
+        rolling = raw.get("rolling") or {}
+        if not isinstance(rolling, Mapping):
+            raise ConfigError(f"{origin}: 'rolling' must be a mapping, got {_short(rolling)}")
+        for key in rolling:
+            if key not in ROLLING_KEYS:
+                raise ConfigError(f"{origin}: unknown rolling key {key!r}; known: {', '.join(ROLLING_KEYS)}")
+        workers = raw.get("workers", 1)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"{origin}: workers={workers!r} must be a whole number >= 1")
+        data = raw.get("data") or os.environ.get("QROLL_DATA") or DEFAULT_SOURCE
+        return cls(
+            tasks=[dict(t) for t in tasks],
+            experiment=str(raw.get("experiment") or "qroll"),
+            data=str(data),
+            calendar=raw.get("calendar") or "data",
+            tracking=raw.get("tracking"),
+            pool=raw.get("pool"),
+            workers=workers,
+            rolling={**ROLLING_DEFAULTS, **rolling},
+            origin=origin,
+        )
+
+    def time_adjuster(self) -> TimeAdjuster:
+        """The calendar the tasks roll over: the data's days, or the configured calendar."""
+        if self.calendar == "data":
+            return TimeAdjuster(source_calendar(self.data))
+        return as_time_adjuster(self.calendar)
+
+    def rolling_gen(self) -> RollingGen:
+        """The :class:`RollingGen` the ``rolling`` section describes."""
+        return RollingGen(**self.rolling, calendar=self.time_adjuster())
+
+    def generate_tasks(self) -> list[dict[str, Any]]:
+        """Roll every template: all windows of the first template, then the next."""
+        return task_generator(self.tasks, self.rolling_gen())
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

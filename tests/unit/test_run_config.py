@@ -1,0 +1,78 @@
+"""Run config validation and the calendar it resolves."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from qroll import CalendarError, ConfigError
+from qroll.data.uri import parse_source_uri, source_calendar
+from qroll.run_config import RunConfig
+
+TASK = {"model": {"class": "LGBModel"}, "dataset": {"class": "DatasetH", "kwargs": {
+    "handler": {"class": "Alpha158", "kwargs": {"end_time": "2020-06-30"}},
+    "segments": {"train": ["2015-01-01", "2018-12-31"], "test": ["2019-01-01", "2019-12-31"]}}}}
+
+
+def test_defaults_and_generation(monkeypatch):
+    monkeypatch.delenv("QROLL_DATA", raising=False)
+    cfg = RunConfig.from_dict({"tasks": [TASK]})
+    assert cfg.data.startswith("synthetic://") and cfg.calendar == "data" and cfg.workers == 1
+    assert cfg.rolling == {"step": 40, "rtype": "expanding", "trunc_days": "auto"}
+    tasks = cfg.generate_tasks()
+    # 2019 has 261 business days => 7 windows of 40; auto gap 3 before the first test.
+    assert len(tasks) == 7
+    assert tasks[0]["dataset"]["kwargs"]["segments"]["train"][1] == pd.Timestamp("2018-12-27")
+
+
+def test_qroll_data_env_sets_the_default_source(monkeypatch):
+    monkeypatch.setenv("QROLL_DATA", "synthetic://?start=2019-01-01&end=2019-12-31")
+    cfg = RunConfig.from_dict({"tasks": TASK})
+    assert cfg.time_adjuster().max() == pd.Timestamp("2019-12-31")
+
+
+def test_an_exchange_calendar():
+    cfg = RunConfig.from_dict({"tasks": [TASK], "calendar": "XNYS", "rolling": {"step": "M", "trunc_days": 3}})
+    tasks = cfg.generate_tasks()
+    assert len(tasks) == 12
+    assert tasks[0]["dataset"]["kwargs"]["segments"]["test"] == (pd.Timestamp("2019-01-02"), pd.Timestamp("2019-01-31"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"tasks": [TASK], "experimnt": "x"}, "unknown key 'experimnt'; did you mean 'experiment'"),
+        ({"tasks": []}, "'tasks' must be a non-empty list"),
+        ({"tasks": [{"model": {}}]}, r"tasks\[0\] must be a mapping with 'model' and 'dataset'"),
+        ({"tasks": [TASK], "rolling": {"stp": 5}}, "unknown rolling key 'stp'"),
+        ({"tasks": [TASK], "rolling": [5]}, "'rolling' must be a mapping"),
+        ({"tasks": [TASK], "workers": 0}, "workers=0 must be a whole number >= 1"),
+    ],
+)
+def test_bad_run_configs(raw, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict(raw, origin="run.yaml")
+
+
+def test_source_uris(tmp_path):
+    assert parse_source_uri("table:///x/prices.csv?date=Date").params == {"date": "Date"}
+    with pytest.raises(ConfigError, match="unknown scheme 'mongodb'.*qlib://, table://, synthetic://"):
+        parse_source_uri("mongodb://localhost/db")
+    with pytest.raises(ConfigError, match="names no path"):
+        parse_source_uri("qlib://")
+    with pytest.raises(ConfigError, match="does not exist"):
+        source_calendar(f"qlib://{tmp_path}/missing")
+    csv = tmp_path / "prices.csv"
+    csv.write_text("Date,ticker,close\n2020-01-03,A,1\n2020-01-02,A,1\n2020-01-02,B,2\n")
+    assert list(source_calendar(f"table://{csv}?date=Date").days) == [pd.Timestamp("2020-01-02"), pd.Timestamp("2020-01-03")]
+    with pytest.raises(ConfigError, match="no date column 'date'"):
+        source_calendar(f"table://{csv}")
+
+
+def test_qlib_source_calendar(tmp_path):
+    (tmp_path / "calendars").mkdir()
+    (tmp_path / "calendars" / "day.txt").write_text("2020-01-02\n2020-01-03\n")
+    assert len(source_calendar(f"qlib://{tmp_path}")) == 2
+    (tmp_path / "calendars" / "day.txt").write_text("garbage\n")
+    with pytest.raises(CalendarError, match="day.txt:1: 'garbage' is not a date"):
+        source_calendar(f"qlib://{tmp_path}")
