@@ -6,7 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck venv clean
+QLIB_VENV := .venv-qlib
+
+.PHONY: demo test test-fast lint typecheck venv oracle clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -35,5 +37,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## Qlib 0.9.7 as an oracle, in its own venv (never a dependency of qroll)
+$(QLIB_VENV)/.installed:
+	@test -x $(QLIB_VENV)/bin/python || $(PYTHON) -m venv $(QLIB_VENV)
+	$(QLIB_VENV)/bin/python -m pip install --quiet pyqlib==0.9.7
+	@touch $@
+
+## regenerate tests/fixtures/qlib_rolling_oracle.json from Qlib itself
+oracle: $(QLIB_VENV)/.installed
+	$(QLIB_VENV)/bin/python benchmarks/oracle/qlib_rolling_cases.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(QLIB_VENV) .pytest_cache .mypy_cache .ruff_cache
