@@ -12,9 +12,17 @@ what to do; the command line prints it as one line and exits with status 2.
     │   └── NotSerializableError a task value with no stable JSON form (a model object, NaN, ...)
     ├── CalendarError          a date or index that falls outside the trading calendar
     │   └── OutOfCalendarError a segment shifted wholly past the end of the calendar
-    └── TaskGenError           a task template that cannot be rolled (step, rtype, segments)
+    ├── TaskGenError           a task template that cannot be rolled (step, rtype, segments)
+    └── DataError              market data that cannot be read (a source, a file, a column)
+        ├── DataNotFoundError  a data directory, file, market or column that does not exist
+        ├── DataFormatError    a data file whose content is malformed (a bad .bin, a duplicate row)
+        ├── ExpressionError    a feature expression that cannot be parsed or evaluated
+        ├── ProcessorError     a processor that cannot run (missing column group or fit range)
+        └── SegmentError       a dataset segment outside its handler's time range
 
     LabelLeakWarning (a UserWarning)  train or valid labels reach into the test window
+    MissingFieldWarning (a UserWarning)  an expression reads a field the source lacks: NaN features
+    FeatureCacheWarning (a UserWarning)  a damaged feature-cache entry was ignored and rebuilt
 """
 
 from __future__ import annotations
@@ -24,10 +32,18 @@ __all__ = [
     "ClassNotFoundError",
     "ConfigError",
     "ConfigFileError",
+    "DataError",
+    "DataFormatError",
+    "DataNotFoundError",
+    "ExpressionError",
+    "FeatureCacheWarning",
     "NotSerializableError",
     "OutOfCalendarError",
+    "ProcessorError",
     "QrollError",
     "LabelLeakWarning",
+    "MissingFieldWarning",
+    "SegmentError",
     "TaskGenError",
 ]
 
@@ -72,3 +88,35 @@ class TaskGenError(QrollError):
 
 class LabelLeakWarning(UserWarning):
     """A segment's labels look into the test window: set ``trunc_days``."""
+
+
+class DataError(QrollError):
+    """The market data cannot be read."""
+
+
+class DataNotFoundError(DataError):
+    """The data directory, file, market or column does not exist."""
+
+
+class DataFormatError(DataError):
+    """The data file is malformed."""
+
+
+class ExpressionError(DataError):
+    """The feature expression cannot be parsed or evaluated."""
+
+
+class ProcessorError(DataError):
+    """The data processor cannot run on this data."""
+
+
+class SegmentError(DataError):
+    """The dataset segment lies outside the data handler's time range."""
+
+
+class MissingFieldWarning(UserWarning):
+    """An expression reads a field the data source does not have; its values are NaN."""
+
+
+class FeatureCacheWarning(UserWarning):
+    """A damaged feature-cache entry was ignored; the features are computed again."""
