@@ -1,0 +1,361 @@
+"""The feature cache: features computed once per data and feature set, sliced by every window.
+
+An entry holds the raw features and labels of one instrument universe over the source's whole
+calendar, in Qlib's handler layout. Its key is the sha256 of the source (URI and fingerprint), the
+instruments, the feature and label expressions with their names, and :data:`CACHE_VERSION`; a
+window's dates are not in it, so every rolling window of an experiment reads the same entry.
+
+On disk, under ``<home>/cache/features/``::
+
+    <key>.parquet   row codes (datetime, instrument) and one float column per feature
+    <key>.json      the manifest: key, shape, column names, byte size and sha256 of the Parquet file
+
+The Parquet file is written to a temporary name, fsynced and renamed; the manifest follows the
+same way, so an entry becomes visible only once both are complete. A manifest whose file is
+missing, of another size or checksum, or unreadable is a miss: the entry is rebuilt, with a
+:class:`~qroll.errors.FeatureCacheWarning`. In one process the last few entries stay in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import uuid
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from qroll.errors import FeatureCacheWarning
+from qroll.home import qroll_home
+
+__all__ = [
+    "CACHE_VERSION",
+    "CacheEntry",
+    "cache_clear",
+    "cache_dir",
+    "cache_info",
+    "feature_cache_key",
+    "load_features",
+]
+
+CACHE_VERSION = 1
+"""Bumped whenever the stored layout or the feature computation changes meaning."""
+
+MEMORY_ENTRIES = 3
+"""How many entries one process keeps in memory (each Alpha158 × 300 instruments is ~0.6 GB)."""
+
+_memory: OrderedDict[str, pd.DataFrame] = OrderedDict()
+_memory_lock = threading.Lock()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CacheEntry:
+    """One feature-cache entry, as :func:`cache_info` lists it."""
+
+    key: str
+    size: int
+    """Bytes of the Parquet file."""
+    rows: int
+    columns: int
+    created: str
+    """ISO timestamp (UTC) of when the entry was written."""
+    source: str
+    instruments: Any
+    path: Path
+
+
+def cache_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """The feature-cache folder: ``<home>/cache/features`` (see :func:`qroll.home.qroll_home`)."""
+    return qroll_home(home) / "cache" / "features"
+
+
+def feature_cache_key(
+    source: Any,
+    instruments: str | Sequence[str],
+    feature: tuple[Sequence[str], Sequence[str]],
+    label: tuple[Sequence[str], Sequence[str]],
+) -> str:
+    """The cache key: sha256 of the source, instruments and expressions (never the dates).
+
+    Examples
+    --------
+    >>> class S:
+    ...     uri = "synthetic://?seed=0"
+    ...     def fingerprint(self): return "abc"
+    >>> k = feature_cache_key(S(), "all", (["$close"], ["C"]), ([], []))
+    >>> len(k), k == feature_cache_key(S(), "all", (["$close"], ["C"]), ([], []))
+    (64, True)
+    """
+    spec = {
+        "version": CACHE_VERSION,
+        "source": getattr(source, "uri", type(source).__name__),
+        "fingerprint": source.fingerprint(),
+        "instruments": _instruments_spec(instruments),
+        "feature": [list(feature[0]), list(feature[1])],
+        "label": [list(label[0]), list(label[1])],
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _instruments_spec(instruments: str | Sequence[str]) -> str | list[str]:
+    return instruments if isinstance(instruments, str) else [str(s) for s in instruments]
+
+
+def load_features(
+    source: Any,
+    instruments: str | Sequence[str],
+    feature: tuple[Sequence[str], Sequence[str]],
+    label: tuple[Sequence[str], Sequence[str]],
+    home: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> pd.DataFrame:
+    """Raw features and labels over the source's whole calendar, from the cache or computed.
+
+    Parameters
+    ----------
+    source : Source
+        The market data.
+    instruments : str or sequence of str
+        A market name or a list of symbols.
+    feature, label : (expressions, names)
+        Qlib expressions and their column names for the ``feature`` and ``label`` groups.
+    home : path, optional
+        The qroll home whose ``cache/features`` holds the entries.
+    use_cache : bool
+        False computes the features and neither reads nor writes the cache.
+
+    Returns
+    -------
+    DataFrame
+        float32, indexed by sorted (``datetime``, ``instrument``), two-level columns. Treat it as
+        read-only: it is shared with later calls in this process.
+    """
+    from qroll.data.features import compute_features
+
+    def compute() -> pd.DataFrame:
+        return compute_features(
+            source, list(feature[0]), list(feature[1]), list(label[0]), list(label[1]), instruments
+        )
+
+    if not use_cache:
+        return compute()
+    key = feature_cache_key(source, instruments, feature, label)
+    with _memory_lock:
+        if key in _memory:
+            _memory.move_to_end(key)
+            return _memory[key]
+    folder = cache_dir(home)
+    frame = _read_entry(folder, key)
+    if frame is None:
+        frame = compute()
+        _write_entry(folder, key, frame, source, instruments)
+    with _memory_lock:
+        _memory[key] = frame
+        while len(_memory) > MEMORY_ENTRIES:
+            _memory.popitem(last=False)
+    return frame
+
+
+def forget_memory() -> None:
+    """Drop the in-memory entries of this process (the files stay)."""
+    with _memory_lock:
+        _memory.clear()
+
+
+# -- disk format ---------------------------------------------------------------------------------
+
+
+def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    index = frame.index
+    if not isinstance(index, pd.MultiIndex):
+        raise TypeError("the feature frame must be indexed by (datetime, instrument)")
+    columns = [[str(part) for part in col] for col in cast(Any, frame.columns)]
+    meta = {
+        "datetime": [str(d) for d in index.levels[0]],
+        "instrument": [str(s) for s in index.levels[1]],
+        "columns": columns,
+    }
+    values = frame.to_numpy(dtype=np.float32)
+    arrays = [pa.array(np.asarray(index.codes[0], dtype=np.int32)),
+              pa.array(np.asarray(index.codes[1], dtype=np.int32))]
+    arrays += [pa.array(np.ascontiguousarray(values[:, j])) for j in range(values.shape[1])]
+    names = ["datetime", "instrument"] + [f"c{j}" for j in range(values.shape[1])]
+    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
+        {"qroll": json.dumps(meta)}
+    )
+    sink = pa.BufferOutputStream()
+    # Uncompressed, plain-encoded floats: features barely compress, and reading is then a copy.
+    pq.write_table(
+        table,
+        sink,
+        compression="none",
+        use_dictionary=["datetime", "instrument"],
+        write_statistics=False,
+        row_group_size=max(1, values.shape[0]),
+    )
+    data = sink.getvalue().to_pybytes()
+    manifest = {
+        "key": key,
+        "version": CACHE_VERSION,
+        "rows": int(values.shape[0]),
+        "columns": columns,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": getattr(source, "uri", type(source).__name__),
+        "instruments": _instruments_spec(instruments),
+    }
+    _atomic_write(folder / f"{key}.parquet", data)
+    _atomic_write(folder / f"{key}.json", json.dumps(manifest, indent=1).encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _damaged(key: str, why: str) -> None:
+    warnings.warn(
+        f"feature cache entry {key[:12]}… is damaged ({why}); computing the features again",
+        FeatureCacheWarning,
+        stacklevel=3,
+    )
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        _damaged(path.stem, f"manifest unreadable: {exc}")
+        return None
+    if not isinstance(manifest, dict):
+        _damaged(path.stem, "manifest is not a JSON object")
+        return None
+    return manifest
+
+
+def _read_entry(folder: Path, key: str) -> pd.DataFrame | None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    manifest = _read_manifest(folder / f"{key}.json")
+    if manifest is None:
+        return None
+    if manifest.get("key") != key or manifest.get("version") != CACHE_VERSION:
+        _damaged(key, "manifest names another key or format version")
+        return None
+    try:
+        data = (folder / f"{key}.parquet").read_bytes()
+    except OSError as exc:
+        _damaged(key, f"data file unreadable: {exc}")
+        return None
+    if len(data) != manifest.get("size") or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
+        _damaged(key, f"data file has {len(data)} bytes and another checksum than its manifest")
+        return None
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        meta = json.loads(table.schema.metadata[b"qroll"])
+        columns = [tuple(c) for c in meta["columns"]]
+        n = table.num_rows
+        values = np.empty((n, len(columns)), dtype=np.float32, order="F")
+        for j in range(len(columns)):
+            offset = 0
+            for chunk in table.column(f"c{j}").chunks:
+                values[offset : offset + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
+                offset += len(chunk)
+        index = pd.MultiIndex(
+            levels=[pd.DatetimeIndex(meta["datetime"]), pd.Index(meta["instrument"], dtype=object)],
+            codes=[table.column("datetime").to_numpy(), table.column("instrument").to_numpy()],
+            names=["datetime", "instrument"],
+            verify_integrity=False,
+        )
+    except Exception as exc:  # any parse failure means a damaged entry, never a crash
+        _damaged(key, f"data file cannot be parsed: {type(exc).__name__}: {exc}")
+        return None
+    if n != manifest.get("rows") or [list(c) for c in columns] != manifest.get("columns"):
+        _damaged(key, "shape differs from the manifest")
+        return None
+    return pd.DataFrame(values, index=index, columns=pd.MultiIndex.from_tuples(columns), copy=False)
+
+
+# -- listing and clearing ------------------------------------------------------------------------
+
+
+def cache_info(home: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
+    """The complete entries of the feature cache under ``home``, oldest first.
+
+    Entries without a readable manifest (a write cut short) are not listed; :func:`cache_clear`
+    removes them.
+    """
+    folder = cache_dir(home)
+    entries = []
+    for manifest_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            data_path = folder / f"{manifest_path.stem}.parquet"
+            entries.append(
+                CacheEntry(
+                    key=manifest["key"],
+                    size=data_path.stat().st_size,
+                    rows=int(manifest["rows"]),
+                    columns=len(manifest["columns"]),
+                    created=str(manifest["created"]),
+                    source=str(manifest.get("source", "")),
+                    instruments=manifest.get("instruments"),
+                    path=data_path,
+                )
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(entries, key=lambda e: e.created)
+
+
+def cache_clear(home: str | os.PathLike[str] | None = None) -> int:
+    """Delete every file of the feature cache under ``home`` (and this process's memory copies).
+
+    Returns
+    -------
+    int
+        The number of entries (manifests) removed.
+    """
+    forget_memory()
+    folder = cache_dir(home)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        if path.is_file() and (path.suffix in (".json", ".parquet", ".tmp")):
+            removed += path.suffix == ".json"
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return removed
