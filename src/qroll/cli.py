@@ -6,6 +6,7 @@ Errors the user can fix print as one line, ``qroll: error: ...``, and exit with 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,12 +48,77 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from qroll.data.source import describe_source, open_source
+
+    info = describe_source(open_source(args.source))
+    out = _console()
+    future = f" (+{info['future_days']} future days)" if info["future_days"] else ""
+    out.print(f"[bold]{info['uri']}[/]")
+    span = f"{info['first_day'].date()}..{info['last_day'].date()}"
+    out.print(f"calendar  {span}, {info['days']} trading days{future}")
+    out.print(f"fields    {', '.join(info['fields'])}")
+    table = Table(header_style="bold")
+    for col in ("market", "instruments", "listed without data"):
+        table.add_column(col, justify="left" if col == "market" else "right")
+    for market, counts in info["markets"].items():
+        table.add_row(market, str(counts["instruments"]), str(counts["skipped"]))
+    out.print(table)
+    return 0
+
+
+def cmd_data_dump(args: argparse.Namespace) -> int:
+    from qroll.data.qlib_bin import dump_qlib_bin
+    from qroll.data.source import open_source
+
+    source = open_source(args.source)
+    markets = args.market or None
+    with _console(stderr=True).status(f"writing {source.uri} to {args.dir} in Qlib's layout"):
+        path = dump_qlib_bin(source, args.dir, markets, overwrite=args.overwrite)
+    _console().print(f"wrote {path} (calendars/, instruments/, features/)")
+    return 0
+
+
+def cmd_cache_info(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from qroll.data.cache import cache_dir, cache_info
+
+    entries = cache_info()
+    out = _console()
+    if not entries:
+        out.print(f"the feature cache {cache_dir()} is empty")
+        return 0
+    table = Table(title=str(cache_dir()), header_style="bold")
+    for col in ("key", "source", "instruments", "rows", "columns", "MiB", "created"):
+        table.add_column(col, justify="right" if col in ("rows", "columns", "MiB") else "left")
+    for e in entries:
+        table.add_row(e.key[:12], e.source, str(e.instruments), f"{e.rows:,}", str(e.columns),
+                      f"{e.size / 2**20:,.1f}", e.created)
+    out.print(table)
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from qroll.data.cache import cache_clear, cache_dir
+
+    removed = cache_clear()
+    noun = "entry" if removed == 1 else "entries"
+    _console().print(f"removed {removed} feature-cache {noun} from {cache_dir()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qroll",
         description="Rolling model management: generate walk-forward tasks, train, record, collect.",
     )
     parser.add_argument("--version", action="version", version=f"qroll {qroll.__version__}")
+    parser.add_argument(
+        "--home", metavar="DIR", help="qroll's home for caches and runs (default $QROLL_HOME or ./qroll_runs)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     tasks = sub.add_parser("tasks", help="show the rolling windows a run config generates, without training")
@@ -60,6 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--width", type=int, default=72, help="timeline width in columns (default 72)")
     tasks.add_argument("--no-timeline", action="store_true", help="print the table only")
     tasks.set_defaults(func=cmd_tasks)
+
+    data = sub.add_parser("data", help="inspect a data source, or write it in Qlib's binary layout")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    info = data_sub.add_parser("info", help="calendar range, markets and instrument counts, fields")
+    info.add_argument("source", metavar="SOURCE_URI", help="qlib:///dir, table:///file.parquet, synthetic://?seed=0")
+    info.set_defaults(func=cmd_data_info)
+    dump = data_sub.add_parser("dump", help="write a source in Qlib's binary layout (what dump_bin writes)")
+    dump.add_argument("source", metavar="SOURCE_URI")
+    dump.add_argument("dir", metavar="DIR", help="the Qlib data directory to create")
+    dump.add_argument("--market", action="append", help="a market to write (repeatable; default all)")
+    dump.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+    dump.set_defaults(func=cmd_data_dump)
+
+    cache = sub.add_parser("cache", help="the feature cache: list or clear its entries")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cache_sub.add_parser("info", help="list the entries").set_defaults(func=cmd_cache_info)
+    cache_sub.add_parser("clear", help="delete every entry").set_defaults(func=cmd_cache_clear)
     return parser
 
 
@@ -67,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.home:
+        # Every part of qroll finds its home through QROLL_HOME (see qroll.home).
+        os.environ["QROLL_HOME"] = args.home
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -22,7 +22,8 @@ from typing import Any
 
 from qroll.calendar import TimeAdjuster, as_time_adjuster
 from qroll.config import load_config
-from qroll.data.uri import DEFAULT_SOURCE, source_calendar
+from qroll.data.source import open_source
+from qroll.data.uri import DEFAULT_SOURCE
 from qroll.errors import ConfigError
 from qroll.tasks.gen import RollingGen, task_generator
 
@@ -104,7 +105,7 @@ class RunConfig:
     def time_adjuster(self) -> TimeAdjuster:
         """The calendar the tasks roll over: the data's days, or the configured calendar."""
         if self.calendar == "data":
-            return TimeAdjuster(source_calendar(self.data))
+            return TimeAdjuster(open_source(self.data).calendar)
         return as_time_adjuster(self.calendar)
 
     def rolling_gen(self) -> RollingGen:

@@ -80,7 +80,7 @@ def test_first_call_computes_and_writes_later_calls_read(tmp_path):
     first = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
     assert src.loads == 1
     key = feature_cache_key(src, "all", FEATURE, LABEL)
-    assert entry_files(tmp_path) == [f"{key}.json", f"{key}.parquet"]
+    assert entry_files(tmp_path) == [f"{key}.bin", f"{key}.json"]
     manifest = json.loads((cache_dir(tmp_path) / f"{key}.json").read_text())
     assert manifest["rows"] == len(first) and manifest["columns"] == [["feature", "RET1"], ["feature", "VMA5"],
                                                                       ["label", "LABEL0"]]
@@ -108,7 +108,7 @@ def test_damaged_entry_warns_and_is_rebuilt(tmp_path, damage):
     src = CountingSource()
     first = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
     key = feature_cache_key(src, "all", FEATURE, LABEL)
-    data, manifest = cache_dir(tmp_path) / f"{key}.parquet", cache_dir(tmp_path) / f"{key}.json"
+    data, manifest = cache_dir(tmp_path) / f"{key}.bin", cache_dir(tmp_path) / f"{key}.json"
     raw = data.read_bytes()
     if damage == "truncate":
         data.write_bytes(raw[: len(raw) // 2])
@@ -160,7 +160,7 @@ def test_cache_info_and_clear(tmp_path):
     src = CountingSource()
     load_features(src, "all", FEATURE, LABEL, home=tmp_path)
     load_features(src, ["SYN0001", "SYN0002"], FEATURE, LABEL, home=tmp_path)
-    (cache_dir(tmp_path) / ".orphan.parquet.123.tmp").write_bytes(b"partial")
+    (cache_dir(tmp_path) / ".orphan.bin.123.tmp").write_bytes(b"partial")
     entries = cache_info(tmp_path)
     assert len(entries) == 2 and {e.instruments if isinstance(e.instruments, str) else tuple(e.instruments)
                                   for e in entries} == {"all", ("SYN0001", "SYN0002")}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from qroll import CalendarError, ConfigError
-from qroll.data.uri import parse_source_uri, source_calendar
+from qroll import CalendarError, ConfigError, DataError, QrollError
+from qroll.data.source import open_source
+from qroll.data.uri import parse_source_uri
 from qroll.run_config import RunConfig
 
 TASK = {"model": {"class": "LGBModel"}, "dataset": {"class": "DatasetH", "kwargs": {
@@ -60,19 +61,19 @@ def test_source_uris(tmp_path):
         parse_source_uri("mongodb://localhost/db")
     with pytest.raises(ConfigError, match="names no path"):
         parse_source_uri("qlib://")
-    with pytest.raises(ConfigError, match="does not exist"):
-        source_calendar(f"qlib://{tmp_path}/missing")
+    with pytest.raises(DataError, match="missing"):
+        open_source(f"qlib://{tmp_path}/missing")
     csv = tmp_path / "prices.csv"
     csv.write_text("Date,ticker,close\n2020-01-03,A,1\n2020-01-02,A,1\n2020-01-02,B,2\n")
-    assert list(source_calendar(f"table://{csv}?date=Date").days) == [pd.Timestamp("2020-01-02"), pd.Timestamp("2020-01-03")]
-    with pytest.raises(ConfigError, match="no date column 'date'"):
-        source_calendar(f"table://{csv}")
+    assert list(open_source(f"table://{csv}?date=Date").calendar.days) == [pd.Timestamp("2020-01-02"), pd.Timestamp("2020-01-03")]
+    with pytest.raises(QrollError, match="date"):
+        _ = open_source(f"table://{csv}?date=when").calendar
 
 
 def test_qlib_source_calendar(tmp_path):
     (tmp_path / "calendars").mkdir()
     (tmp_path / "calendars" / "day.txt").write_text("2020-01-02\n2020-01-03\n")
-    assert len(source_calendar(f"qlib://{tmp_path}")) == 2
+    assert len(open_source(f"qlib://{tmp_path}").calendar) == 2
     (tmp_path / "calendars" / "day.txt").write_text("garbage\n")
     with pytest.raises(CalendarError, match="day.txt:1: 'garbage' is not a date"):
-        source_calendar(f"qlib://{tmp_path}")
+        _ = open_source(f"qlib://{tmp_path}").calendar

@@ -1,5 +1,66 @@
-"""Market data: sources opened by URI."""
+"""Market data: sources opened by URI, Alpha158/Alpha360 features computed once, processors,
+handlers and datasets with Qlib's semantics.
+"""
 
-from qroll.data.uri import SourceURI, parse_source_uri, source_calendar
+from qroll.data.cache import cache_clear, cache_info
+from qroll.data.dataset import DatasetH
+from qroll.data.features import alpha158_config, alpha360_config, compute_features
+from qroll.data.handler import Alpha158, Alpha360, DataHandlerLP
+from qroll.data.processors import (
+    CSRankNorm,
+    CSZFillna,
+    CSZScoreNorm,
+    DropCol,
+    DropnaFeature,
+    DropnaLabel,
+    DropnaProcessor,
+    Fillna,
+    FilterCol,
+    MinMaxNorm,
+    ProcessInf,
+    Processor,
+    RobustZScoreNorm,
+    TanhProcess,
+    ZScoreNorm,
+)
+from qroll.data.qlib_bin import QlibBinSource, dump_qlib_bin
+from qroll.data.source import Source, open_source
+from qroll.data.synthetic import SyntheticMarket
+from qroll.data.table import TableSource
+from qroll.data.uri import DEFAULT_SOURCE, SourceURI, parse_source_uri
 
-__all__ = ["SourceURI", "parse_source_uri", "source_calendar"]
+__all__ = [
+    "DEFAULT_SOURCE",
+    "Alpha158",
+    "Alpha360",
+    "CSRankNorm",
+    "CSZFillna",
+    "CSZScoreNorm",
+    "DataHandlerLP",
+    "DatasetH",
+    "DropCol",
+    "DropnaFeature",
+    "DropnaLabel",
+    "DropnaProcessor",
+    "Fillna",
+    "FilterCol",
+    "MinMaxNorm",
+    "ProcessInf",
+    "Processor",
+    "QlibBinSource",
+    "RobustZScoreNorm",
+    "Source",
+    "SourceURI",
+    "SyntheticMarket",
+    "TableSource",
+    "TanhProcess",
+    "ZScoreNorm",
+    "alpha158_config",
+    "alpha360_config",
+    "cache_clear",
+    "cache_info",
+    "compute_features",
+    "dump_qlib_bin",
+    "open_source",
+    "parse_source_uri",
+]

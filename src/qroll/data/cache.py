@@ -7,10 +7,11 @@ window's dates are not in it, so every rolling window of an experiment reads the
 
 On disk, under ``<home>/cache/features/``::
 
-    <key>.parquet   row codes (datetime, instrument) and one float column per feature
-    <key>.json      the manifest: key, shape, column names, byte size and sha256 of the Parquet file
+    <key>.bin       int32 row codes (datetime, then instrument), then the float32 values, column
+                    after column
+    <key>.json      the manifest: key, shape, column names, index levels, byte size and CRC-32
 
-The Parquet file is written to a temporary name, fsynced and renamed; the manifest follows the
+The data file is written to a temporary name, fsynced and renamed; the manifest follows the
 same way, so an entry becomes visible only once both are complete. A manifest whose file is
 missing, of another size or checksum, or unreadable is a miss: the entry is rebuilt, with a
 :class:`~qroll.errors.FeatureCacheWarning`. In one process the last few entries stay in memory.
@@ -25,6 +26,7 @@ import os
 import threading
 import uuid
 import warnings
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,7 +66,7 @@ class CacheEntry:
 
     key: str
     size: int
-    """Bytes of the Parquet file."""
+    """Bytes of the data file."""
     rows: int
     columns: int
     created: str
@@ -175,59 +177,49 @@ def forget_memory() -> None:
 # -- disk format ---------------------------------------------------------------------------------
 
 
-def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+DATA_SUFFIX = ".bin"
 
+
+def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     index = frame.index
     if not isinstance(index, pd.MultiIndex):
         raise TypeError("the feature frame must be indexed by (datetime, instrument)")
     columns = [[str(part) for part in col] for col in cast(Any, frame.columns)]
-    meta = {
-        "datetime": [str(d) for d in index.levels[0]],
-        "instrument": [str(s) for s in index.levels[1]],
-        "columns": columns,
-    }
-    values = frame.to_numpy(dtype=np.float32)
-    arrays = [pa.array(np.asarray(index.codes[0], dtype=np.int32)),
-              pa.array(np.asarray(index.codes[1], dtype=np.int32))]
-    arrays += [pa.array(np.ascontiguousarray(values[:, j])) for j in range(values.shape[1])]
-    names = ["datetime", "instrument"] + [f"c{j}" for j in range(values.shape[1])]
-    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
-        {"qroll": json.dumps(meta)}
-    )
-    sink = pa.BufferOutputStream()
-    # Uncompressed, plain-encoded floats: features barely compress, and reading is then a copy.
-    pq.write_table(
-        table,
-        sink,
-        compression="none",
-        use_dictionary=["datetime", "instrument"],
-        write_statistics=False,
-        row_group_size=max(1, values.shape[0]),
-    )
-    data = sink.getvalue().to_pybytes()
+    # Column-major float32 after the two code arrays: reading is one file read, and each column
+    # is then a contiguous slice, which is how pandas stores a block (no copy on the way in).
+    parts = [
+        np.asarray(index.codes[0], dtype=np.int32),
+        np.asarray(index.codes[1], dtype=np.int32),
+        np.ascontiguousarray(frame.to_numpy(dtype=np.float32).T),
+    ]
+    chunks = [cast(Any, part).data for part in parts]  # memoryviews: no copy of the values
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
     manifest = {
         "key": key,
         "version": CACHE_VERSION,
-        "rows": int(values.shape[0]),
+        "rows": len(frame),
         "columns": columns,
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "datetime": [d.isoformat() for d in index.levels[0]],
+        "instrument": [str(s) for s in index.levels[1]],
+        "size": sum(chunk.nbytes for chunk in chunks),
+        "crc32": crc,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": getattr(source, "uri", type(source).__name__),
         "instruments": _instruments_spec(instruments),
     }
-    _atomic_write(folder / f"{key}.parquet", data)
+    _atomic_write(folder / f"{key}{DATA_SUFFIX}", *chunks)
     _atomic_write(folder / f"{key}.json", json.dumps(manifest, indent=1).encode())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, *chunks: bytes | memoryview) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            for chunk in chunks:
+                fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -265,9 +257,6 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 
 
 def _read_entry(folder: Path, key: str) -> pd.DataFrame | None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     manifest = _read_manifest(folder / f"{key}.json")
     if manifest is None:
         return None
@@ -275,37 +264,29 @@ def _read_entry(folder: Path, key: str) -> pd.DataFrame | None:
         _damaged(key, "manifest names another key or format version")
         return None
     try:
-        data = (folder / f"{key}.parquet").read_bytes()
+        raw = np.fromfile(folder / f"{key}{DATA_SUFFIX}", dtype=np.uint8)
     except OSError as exc:
         _damaged(key, f"data file unreadable: {exc}")
         return None
-    if len(data) != manifest.get("size") or hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
-        _damaged(key, f"data file has {len(data)} bytes and another checksum than its manifest")
+    if len(raw) != manifest.get("size") or zlib.crc32(cast(Any, raw).data) != manifest.get("crc32"):
+        _damaged(key, f"data file has {len(raw)} bytes and another checksum than its manifest")
         return None
     try:
-        table = pq.read_table(pa.BufferReader(data))
-        meta = json.loads(table.schema.metadata[b"qroll"])
-        columns = [tuple(c) for c in meta["columns"]]
-        n = table.num_rows
-        values = np.empty((n, len(columns)), dtype=np.float32, order="F")
-        for j in range(len(columns)):
-            offset = 0
-            for chunk in table.column(f"c{j}").chunks:
-                values[offset : offset + len(chunk), j] = chunk.to_numpy(zero_copy_only=False)
-                offset += len(chunk)
+        n, columns = int(manifest["rows"]), [tuple(c) for c in manifest["columns"]]
+        if raw.nbytes != 8 * n + 4 * n * len(columns):
+            raise ValueError(f"{raw.nbytes} bytes cannot hold {n} rows x {len(columns)} columns")
+        codes = raw[: 8 * n].view(np.int32)
+        values = raw[8 * n :].view(np.float32).reshape(len(columns), n)
         index = pd.MultiIndex(
-            levels=[pd.DatetimeIndex(meta["datetime"]), pd.Index(meta["instrument"], dtype=object)],
-            codes=[table.column("datetime").to_numpy(), table.column("instrument").to_numpy()],
+            levels=[pd.DatetimeIndex(manifest["datetime"]), pd.Index(manifest["instrument"], dtype=object)],
+            codes=cast(Any, [codes[:n], codes[n:]]),
             names=["datetime", "instrument"],
             verify_integrity=False,
         )
     except Exception as exc:  # any parse failure means a damaged entry, never a crash
         _damaged(key, f"data file cannot be parsed: {type(exc).__name__}: {exc}")
         return None
-    if n != manifest.get("rows") or [list(c) for c in columns] != manifest.get("columns"):
-        _damaged(key, "shape differs from the manifest")
-        return None
-    return pd.DataFrame(values, index=index, columns=pd.MultiIndex.from_tuples(columns), copy=False)
+    return pd.DataFrame(values.T, index=index, columns=pd.MultiIndex.from_tuples(columns), copy=False)
 
 
 # -- listing and clearing ------------------------------------------------------------------------
@@ -322,7 +303,7 @@ def cache_info(home: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
     for manifest_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             manifest = json.loads(manifest_path.read_text())
-            data_path = folder / f"{manifest_path.stem}.parquet"
+            data_path = folder / f"{manifest_path.stem}{DATA_SUFFIX}"
             entries.append(
                 CacheEntry(
                     key=manifest["key"],
@@ -354,7 +335,7 @@ def cache_clear(home: str | os.PathLike[str] | None = None) -> int:
         return 0
     removed = 0
     for path in folder.iterdir():
-        if path.is_file() and (path.suffix in (".json", ".parquet", ".tmp")):
+        if path.is_file() and (path.suffix in (".json", DATA_SUFFIX, ".tmp")):
             removed += path.suffix == ".json"
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

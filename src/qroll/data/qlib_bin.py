@@ -351,7 +351,10 @@ def dump_qlib_bin(
     """
     out = Path(out_dir).expanduser()
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"{out} is not empty: pass overwrite=True to replace it, or choose an empty folder")
+        raise DataError(
+            f"{out} is not empty: pass overwrite=True (qroll data dump --overwrite) to replace it, "
+            "or choose an empty folder"
+        )
     names = sorted({m.lower() for m in (markets if markets is not None else source.markets())} | {"all"})
     field_names = [field_name(f) for f in (fields if fields is not None else source.fields())]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from qroll.errors import ConfigError, DataNotFoundError
 
 __all__ = [
     "Source",
+    "describe_source",
     "Spans",
     "open_source",
     "register_source",
@@ -209,3 +210,31 @@ def unknown_market(market: str, available: Iterable[str], where: str) -> DataNot
     return DataNotFoundError(
         f"market {market!r} is not in {where}: use one of {', '.join(sorted(available))}"
     )
+
+
+def describe_source(source: Source) -> dict[str, Any]:
+    """What a source holds: its calendar range, fields, and instruments per market.
+
+    Returns
+    -------
+    dict
+        ``uri``, ``first_day``, ``last_day``, ``days`` (trading days), ``future_days``, ``fields``
+        and ``markets``: ``{market: {"instruments": n, "skipped": n}}``, where ``skipped`` counts
+        members the source lists but holds no data for (Qlib skips them silently).
+    """
+    cal = source.calendar
+    extra = source.info() if callable(getattr(source, "info", None)) else {}  # type: ignore[attr-defined]
+    skipped = extra.get("skipped", {}) if isinstance(extra, dict) else {}
+    markets = {
+        market: {"instruments": len(source.instruments(market)), "skipped": len(skipped.get(market, []))}
+        for market in source.markets()
+    }
+    return {
+        "uri": source.uri,
+        "first_day": cal.first_day,
+        "last_day": cal.last_day,
+        "days": len(cal),
+        "future_days": len(cal.future),
+        "fields": list(source.fields()),
+        "markets": markets,
+    }

@@ -11,12 +11,9 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import pandas as pd
-
-from qroll.calendar import TradingCalendar
 from qroll.errors import ConfigError
 
-__all__ = ["DEFAULT_SOURCE", "SCHEMES", "SourceURI", "parse_source_uri", "source_calendar"]
+__all__ = ["DEFAULT_SOURCE", "SCHEMES", "SourceURI", "parse_source_uri"]
 
 DEFAULT_SOURCE = "synthetic://?instruments=300&start=2008-01-01&end=2020-12-31&seed=0"
 SCHEMES = ("qlib", "table", "synthetic")
@@ -60,34 +57,3 @@ def parse_source_uri(uri: str) -> SourceURI:
     if parts.scheme != "synthetic" and not path:
         raise ConfigError(f"data source {uri!r} names no path: write e.g. {parts.scheme}:///abs/path")
     return SourceURI(uri=uri, scheme=parts.scheme, path=path, params=dict(parse_qsl(parts.query)))
-
-
-def source_calendar(uri: str) -> TradingCalendar:
-    """The trading calendar of the data a source URI names.
-
-    ``qlib://`` reads ``calendars/day.txt`` (and ``day_future.txt``); ``table://`` takes the
-    distinct values of the date column (``?date=`` names it, default ``date``); ``synthetic://``
-    trades Monday to Friday from ``start`` to ``end``.
-    """
-    src = parse_source_uri(uri)
-    if src.scheme == "qlib":
-        if not os.path.isdir(src.path):
-            raise ConfigError(f"Qlib data directory {src.path} does not exist (from {uri!r})")
-        return TradingCalendar.from_qlib_dir(src.path)
-    if src.scheme == "synthetic":
-        start = src.params.get("start", SYNTHETIC_START)
-        end = src.params.get("end", SYNTHETIC_END)
-        return TradingCalendar(pd.bdate_range(start, end))
-    column = src.params.get("date", "date")
-    if not os.path.isfile(src.path):
-        raise ConfigError(f"table file {src.path} does not exist (from {uri!r})")
-    try:
-        if src.path.endswith(".csv"):
-            dates = pd.read_csv(src.path, usecols=[column])[column]
-        else:
-            dates = pd.read_parquet(src.path, columns=[column])[column]
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"table {src.path} has no date column {column!r}: set ?date=NAME in the URI"
-        ) from exc
-    return TradingCalendar(pd.to_datetime(dates.drop_duplicates()))
