@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +59,9 @@ def test_data_errors_are_one_line(tmp_path):
 def test_cache_info_and_clear(tmp_path):
     home = tmp_path / "home"
     assert "is empty" in qroll_cli("cache", "info", home=home).stdout
-    code = ("from qroll import Alpha158; h = Alpha158(instruments='all', source=%r); h.fetch(data_key='raw')" % SMALL)
+    code = f"from qroll import Alpha158; Alpha158(instruments='all', source={SMALL!r}).fetch(data_key='raw')"
     env_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                             env={**__import__("os").environ, "QROLL_HOME": str(home)})
+                             env={**os.environ, "QROLL_HOME": str(home)})
     assert env_run.returncode == 0, env_run.stderr
     info = qroll_cli("cache", "info", home=home).stdout
     assert SMALL in info and "159" in info  # 158 features + LABEL0
