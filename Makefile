@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 QLIB_VENV := .venv-qlib
 
-.PHONY: demo test test-fast lint typecheck venv oracle clean
+.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -46,6 +46,10 @@ $(QLIB_VENV)/.installed:
 ## regenerate tests/fixtures/qlib_rolling_oracle.json from Qlib itself
 oracle: $(QLIB_VENV)/.installed
 	$(QLIB_VENV)/bin/python benchmarks/oracle/qlib_rolling_cases.py
+
+## Alpha158 speed and fidelity, qroll against Qlib side by side (writes benchmarks/results/alpha158.json)
+bench-alpha158: $(STAMP) $(QLIB_VENV)/.installed
+	$(BIN)/python benchmarks/bench_alpha158.py
 
 clean:
 	rm -rf $(VENV) $(QLIB_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,15 +22,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from qroll.data.features import DEFAULT_LABEL
 from qroll.errors import TaskGenError
 
 __all__ = ["DEFAULT_LABELS", "auto_trunc_days", "label_horizon", "task_label"]
 
 # The default label of each feature-set handler, by class name, as in Qlib.
-DEFAULT_LABELS: dict[str, list[str]] = {
-    "Alpha158": ["Ref($close, -2)/Ref($close, -1) - 1"],
-    "Alpha360": ["Ref($close, -2)/Ref($close, -1) - 1"],
-}
+DEFAULT_LABELS: dict[str, list[str]] = {"Alpha158": DEFAULT_LABEL[0], "Alpha360": DEFAULT_LABEL[0]}
 
 _FIELD = re.compile(r"\$(\w+)")
 
