@@ -184,3 +184,37 @@ def test_memory_keeps_only_the_last_entries(tmp_path, monkeypatch):
     load_features(src, ["SYN0001"], FEATURE, LABEL, home=tmp_path)
     assert load_features(src, "all", FEATURE, LABEL, home=tmp_path) is not a  # evicted, read from disk
     assert src.loads == 2 and os.listdir(cache_dir(tmp_path))
+
+
+def test_background_write_publishes_the_same_entry(tmp_path):
+    src = CountingSource()
+    first = load_features(src, "all", FEATURE, LABEL, home=tmp_path, background=True)
+    cache.wait_for_writes()
+    key = feature_cache_key(src, "all", FEATURE, LABEL)
+    assert entry_files(tmp_path) == [f"{key}.bin", f"{key}.json"]
+    forget_memory()
+    again = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
+    assert src.loads == 1 and again is not first and same(again, first)
+
+
+def test_a_failed_background_write_warns_and_the_frame_is_still_returned(tmp_path, monkeypatch):
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache.os, "fsync", disk_full)
+    src = CountingSource()
+    frame = load_features(src, "all", FEATURE, LABEL, home=tmp_path, background=True)
+    assert len(frame) > 0
+    with pytest.warns(FeatureCacheWarning, match="could not be written.*No space left"):
+        cache.wait_for_writes()
+    cache.wait_for_writes()  # reported once
+    assert cache_info(tmp_path) == [] and entry_files(tmp_path) == []  # nothing half-written is left
+
+
+def test_handler_cache_write_is_complete_once_listed(tmp_path, monkeypatch):
+    monkeypatch.setenv("QROLL_HOME", str(tmp_path))
+    h = Alpha158(instruments="all", start_time="2015-03-02", end_time="2015-06-30", source=CountingSource())
+    learn = h.fetch(data_key="learn")
+    entries = cache_info(tmp_path)  # waits for the handler's background write
+    assert len(entries) == 1 and entries[0].rows > len(learn) > 0
+    assert not any(p.name.endswith(".tmp") for p in cache_dir(tmp_path).iterdir())

@@ -160,15 +160,15 @@ def test_adding_a_qlib_equivalent_is_one_entry(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("config", "default_module"),
     [
-        ({"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt"}, None),
-        ("qlib.contrib.model.gbdt.LGBModel", None),
-        ("LGBModel", "qlib.contrib.model.gbdt"),
+        ({"class": "XGBModel", "module_path": "qlib.contrib.model.xgboost"}, None),
+        ("qlib.contrib.model.xgboost.XGBModel", None),
+        ("XGBModel", "qlib.contrib.model.xgboost"),
     ],
 )
 def test_qlib_class_without_equivalent(config: Any, default_module: str | None) -> None:
     with pytest.raises(
         ClassNotFoundError,
-        match=r"'LGBModel' from 'qlib\.contrib\.model\.gbdt' is a Qlib class with no qroll "
+        match=r"'XGBModel' from 'qlib\.contrib\.model\.xgboost' is a Qlib class with no qroll "
         r"equivalent yet; use a qroll class, or give a module_path of your own",
     ):
         init_instance_by_config(config, default_module=default_module)

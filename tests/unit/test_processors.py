@@ -221,3 +221,19 @@ def test_processors_do_not_modify_their_input():
     for proc in (CSZScoreNorm(), ProcessInf(), Fillna(), CSZFillna(), CSRankNorm()):
         proc(df)
     assert bits_equal(df, before)
+
+
+def test_a_label_only_processor_shares_the_feature_columns():
+    df = make_frame()
+    df = pd.DataFrame(np.asfortranarray(df.to_numpy()), index=df.index, columns=df.columns)  # one block
+    got = CSZScoreNorm(fields_group="label")(df)
+    assert np.shares_memory(got["feature"].to_numpy(), df["feature"].to_numpy())
+    assert got.columns.equals(df.columns) and set(got.dtypes) == {np.dtype("float32")}
+    assert not np.array_equal(got["label"].to_numpy(), df["label"].to_numpy(), equal_nan=True)
+    assert np.array_equal(got["feature"].to_numpy(), df["feature"].to_numpy(), equal_nan=True)
+
+
+def test_an_all_column_processor_returns_one_fresh_block():
+    df = make_frame()
+    got = Fillna()(df)
+    assert not np.shares_memory(got.to_numpy(), df.to_numpy()) and not got.isna().any().any()

@@ -15,10 +15,13 @@ The data file is written to a temporary name, fsynced and renamed; the manifest 
 same way, so an entry becomes visible only once both are complete. A manifest whose file is
 missing, of another size or checksum, or unreadable is a miss: the entry is rebuilt, with a
 :class:`~qroll.errors.FeatureCacheWarning`. In one process the last few entries stay in memory.
+Handlers write a new entry in a background thread while they process the frame
+(:func:`wait_for_writes` waits for it).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -48,6 +51,7 @@ __all__ = [
     "cache_info",
     "feature_cache_key",
     "load_features",
+    "wait_for_writes",
 ]
 
 CACHE_VERSION = 1
@@ -120,6 +124,7 @@ def load_features(
     label: tuple[Sequence[str], Sequence[str]],
     home: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    background: bool = False,
 ) -> pd.DataFrame:
     """Raw features and labels over the source's whole calendar, from the cache or computed.
 
@@ -135,6 +140,12 @@ def load_features(
         The qroll home whose ``cache/features`` holds the entries.
     use_cache : bool
         False computes the features and neither reads nor writes the cache.
+    background : bool
+        Write a new entry in a background thread, so the caller processes the frame meanwhile
+        (the handler does). :func:`wait_for_writes` waits for it; so do reading that entry,
+        :func:`cache_info`, :func:`cache_clear` and the interpreter's exit. A failed background
+        write is a :class:`~qroll.errors.FeatureCacheWarning`, not an error: the frame is
+        returned either way.
 
     Returns
     -------
@@ -157,10 +168,14 @@ def load_features(
             _memory.move_to_end(key)
             return _memory[key]
     folder = cache_dir(home)
+    wait_for_writes(key)
     frame = _read_entry(folder, key)
     if frame is None:
         frame = compute()
-        _write_entry(folder, key, frame, source, instruments)
+        if background:
+            _write_in_background(folder, key, frame, source, instruments)
+        else:
+            _write_entry(folder, key, frame, source, instruments)
     with _memory_lock:
         _memory[key] = frame
         while len(_memory) > MEMORY_ENTRIES:
@@ -172,6 +187,56 @@ def forget_memory() -> None:
     """Drop the in-memory entries of this process (the files stay)."""
     with _memory_lock:
         _memory.clear()
+
+
+# -- background writes ---------------------------------------------------------------------------
+
+
+_writers: dict[str, threading.Thread] = {}
+_write_errors: list[tuple[str, BaseException]] = []
+
+
+def _write_in_background(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
+    def job() -> None:
+        try:
+            _write_entry(folder, key, frame, source, instruments)
+        except Exception as exc:  # reported by wait_for_writes, in the caller's thread
+            with _memory_lock:
+                _write_errors.append((key, exc))
+
+    # Not a daemon: the interpreter waits for the entry to be complete before it exits.
+    thread = threading.Thread(target=job, name=f"qroll-cache-write-{key[:12]}", daemon=False)
+    with _memory_lock:
+        _writers[key] = thread
+    thread.start()
+
+
+def wait_for_writes(key: str | None = None) -> None:
+    """Wait for the background cache writes (of entry ``key``, or all) to finish.
+
+    Warns with :class:`~qroll.errors.FeatureCacheWarning` for each that failed.
+    """
+    with _memory_lock:
+        threads = [t for k, t in _writers.items() if key is None or k == key]
+    for thread in threads:
+        thread.join()
+    with _memory_lock:
+        for k, t in list(_writers.items()):
+            if not t.is_alive():
+                del _writers[k]
+        failed = [(k, e) for k, e in _write_errors if key is None or k == key]
+        _write_errors[:] = [(k, e) for k, e in _write_errors if not (key is None or k == key)]
+    for k, exc in failed:
+        warnings.warn(
+            f"feature cache entry {k[:12]}… could not be written ({type(exc).__name__}: {exc}); "
+            "the features were computed and are used, but the next process computes them again: "
+            "check that the qroll home is writable and has space",
+            FeatureCacheWarning,
+            stacklevel=2,
+        )
+
+
+atexit.register(wait_for_writes)  # runs after the writer threads are joined: reports failures
 
 
 # -- disk format ---------------------------------------------------------------------------------
@@ -188,15 +253,13 @@ def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instr
     columns = [[str(part) for part in col] for col in cast(Any, frame.columns)]
     # Column-major float32 after the two code arrays: reading is one file read, and each column
     # is then a contiguous slice, which is how pandas stores a block (no copy on the way in).
+    # Written column by column straight from the frame's blocks: no copy of the values.
     parts = [
         np.asarray(index.codes[0], dtype=np.int32),
         np.asarray(index.codes[1], dtype=np.int32),
-        np.ascontiguousarray(frame.to_numpy(dtype=np.float32).T),
+        *_float32_columns(frame),
     ]
-    chunks = [cast(Any, part).data for part in parts]  # memoryviews: no copy of the values
-    crc = 0
-    for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+    size, crc = _atomic_write(folder / f"{key}{DATA_SUFFIX}", *(cast(Any, part).data for part in parts))
     manifest = {
         "key": key,
         "version": CACHE_VERSION,
@@ -204,23 +267,43 @@ def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instr
         "columns": columns,
         "datetime": [d.isoformat() for d in index.levels[0]],
         "instrument": [str(s) for s in index.levels[1]],
-        "size": sum(chunk.nbytes for chunk in chunks),
+        "size": size,
         "crc32": crc,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": getattr(source, "uri", type(source).__name__),
         "instruments": _instruments_spec(instruments),
     }
-    _atomic_write(folder / f"{key}{DATA_SUFFIX}", *chunks)
     _atomic_write(folder / f"{key}.json", json.dumps(manifest, indent=1).encode())
 
 
-def _atomic_write(path: Path, *chunks: bytes | memoryview) -> None:
+def _float32_columns(frame: pd.DataFrame) -> list[np.ndarray]:
+    """The frame's columns in order, each a contiguous float32 array; views where the data allow."""
+    values = frame.to_numpy() if len(frame._mgr.blocks) == 1 else None  # single block: a view
+    if values is None or values.dtype != np.float32 or not values.flags.f_contiguous:
+        values = np.asfortranarray(frame.to_numpy(dtype=np.float32))
+    # A column of a column-major array is one contiguous run: its buffer is written as is.
+    return [values[:, j] for j in range(values.shape[1])]
+
+
+_WRITE_CHUNK = 16 << 20
+"""Bytes checksummed and written at a time: the checksum reads what is about to be written."""
+
+
+def _atomic_write(path: Path, *chunks: bytes | memoryview) -> tuple[int, int]:
+    """Write ``chunks`` to ``path`` through a temporary file, fsynced; returns (bytes, CRC-32)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    size = crc = 0
     try:
-        with open(tmp, "wb") as fh:
+        with open(tmp, "wb", buffering=0) as fh:
             for chunk in chunks:
-                fh.write(chunk)
-            fh.flush()
+                view = memoryview(chunk).cast("B")
+                for at in range(0, len(view), _WRITE_CHUNK):
+                    piece = view[at : at + _WRITE_CHUNK]
+                    crc = zlib.crc32(piece, crc)
+                    written = 0
+                    while written < len(piece):  # a raw write may be partial
+                        written += cast(int, fh.write(piece[written:]))
+                size += len(view)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
@@ -232,6 +315,7 @@ def _atomic_write(path: Path, *chunks: bytes | memoryview) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    return size, crc
 
 
 def _damaged(key: str, why: str) -> None:
@@ -298,6 +382,7 @@ def cache_info(home: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
     Entries without a readable manifest (a write cut short) are not listed; :func:`cache_clear`
     removes them.
     """
+    wait_for_writes()
     folder = cache_dir(home)
     entries = []
     for manifest_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -329,6 +414,7 @@ def cache_clear(home: str | os.PathLike[str] | None = None) -> int:
     int
         The number of entries (manifests) removed.
     """
+    wait_for_writes()  # else a write in flight would publish its entry after the clear
     forget_memory()
     folder = cache_dir(home)
     if not folder.is_dir():

@@ -262,6 +262,13 @@ class Evaluator:
     panels : mapping of str to ndarray or DataFrame
         One (days, instruments) panel per field name (lower-case, without ``$``); rows are
         consecutive trading days, NaN outside an instrument's stored data.
+    ranges : mapping of str to (ndarray, ndarray), optional
+        Per field, each instrument's stored range as ``(first, last)`` int arrays of panel rows,
+        inclusive (row 0 is the panels' first day; bounds beyond the panels are clipped; ``first >
+        last`` is an empty range), e.g. from :meth:`~qroll.data.source.Source.stored_ranges`. Qlib's
+        series of a field is its stored range, stored NaN days included (``reference/alpha158.md``
+        §3.1). A field without an entry falls back to its first..last non-NaN row, which drops
+        stored NaN days at either end of the data.
 
     Notes
     -----
@@ -271,7 +278,11 @@ class Evaluator:
     hundreds of shared sub-expressions never sit in memory together.
     """
 
-    def __init__(self, panels: Mapping[str, np.ndarray | pd.DataFrame]) -> None:
+    def __init__(
+        self,
+        panels: Mapping[str, np.ndarray | pd.DataFrame],
+        ranges: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
         self.panels = {k: np.ascontiguousarray(np.asarray(v).T) for k, v in panels.items()}
         shapes = {v.shape for v in self.panels.values()}
         if len(shapes) > 1:
@@ -279,8 +290,21 @@ class Evaluator:
         self.shape: tuple[int, ...] = shapes.pop() if shapes else (0, 0)
         self._cache: dict[str, Value] = {}
         self._uses: Counter[str] = Counter()
-        self._starts: dict[str, np.ndarray] = {}
+        self._bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._ranges: dict[tuple[str, ...], np.ndarray | None] = {}
+        self._same: dict[tuple[tuple[str, ...], tuple[str, ...]], bool] = {}
+        width, days = self.shape
+        for name, (first, last) in (ranges or {}).items():
+            first = np.asarray(first, dtype=np.int64).reshape(-1)
+            last = np.asarray(last, dtype=np.int64).reshape(-1)
+            if first.shape != (width,) or last.shape != (width,):
+                raise ExpressionError(
+                    f"the stored range of ${name} has {first.size}/{last.size} entries for {width} "
+                    "instruments; give one (first, last) per panel column"
+                )
+            first, last = np.maximum(first, 0), np.minimum(last, days - 1)
+            empty = first > last  # normalised so that a min over fields ignores it
+            self._bounds[name] = (np.where(empty, days, first), np.where(empty, -1, last))
 
     def evaluate_many(self, exprs: Sequence[str | Node]) -> Iterator[np.ndarray]:
         """Yield each expression's (days, instruments) array in order (float32, float64 or bool).
@@ -340,38 +364,64 @@ class Evaluator:
         dtype = panel.dtype if panel.dtype.kind == "f" else np.float64
         return np.where(inside, panel, np.nan).astype(dtype, copy=False)
 
+    def _aligned(self, arg: Node, parent: Op) -> Value:
+        """An element-wise operand, NaN on the days of ``parent``'s series outside its own.
+
+        Qlib aligns operands stored over different ranges on the union of their indexes, so a window
+        or Ref over a shorter field is NaN where only the other fields are stored (``alpha158.md``
+        §3.4), while the raw panel would carry values on past its last day. Operands over the same
+        fields need no mask (the result is masked where it is used); nor do bool operands, which
+        would stop being bool (kept as they are: Qlib's own result there is an object series).
+        """
+        value = self._get(arg)
+        if not isinstance(arg, Op):
+            return value
+        names, outer = tuple(sorted(fields_of(arg))), tuple(sorted(fields_of(parent)))
+        if names == outer or (isinstance(value, np.ndarray) and value.dtype == bool):
+            return value
+        key = (names, outer)
+        if key not in self._same:
+            mine, theirs = self._inside(arg), self._inside(parent)
+            self._same[key] = (mine is None and theirs is None) or (
+                mine is not None and theirs is not None and bool(np.array_equal(mine, theirs))
+            )
+        return value if self._same[key] else self._operand(arg, value)
+
     def _inside(self, node: Node) -> np.ndarray | None:
-        """Mask of the days inside the node's series (None: every day), from its fields' stored days."""
+        """Mask of the days inside the node's series (None: every day): the union of its fields' ranges.
+
+        Qlib aligns operands stored over different ranges on the calendar (pandas alignment), so
+        the series of ``$vwap/$close`` covers the days of either field (``alpha158.md`` §3.4).
+        """
         names = tuple(sorted(fields_of(node)))
         if names not in self._ranges:
-            width, days = self.shape
             if not names:
                 self._ranges[names] = None
             else:
-                first = np.minimum.reduce([self._field_start(f) for f in names])
-                last = np.maximum.reduce([self._field_end(f) for f in names])
-                t = np.arange(days)[None, :]
-                inside = (t >= first[:, None]) & (t <= last[:, None])
+                t = np.arange(self.shape[1])[None, :]
+                inside = np.zeros(self.shape, dtype=bool)
+                for f in names:
+                    first, last = self._field_bounds(f)
+                    inside |= (t >= first[:, None]) & (t <= last[:, None])
                 self._ranges[names] = None if inside.all() else inside
         return self._ranges[names]
-
-    def _field_end(self, name: str) -> np.ndarray:
-        key = f"end:{name}"
-        if key not in self._starts:
-            panel = self._field(name)
-            self._starts[key] = panel.shape[1] - 1 - ops.first_valid_day(panel[:, ::-1])
-        return self._starts[key]
 
     def _start(self, node: Node) -> np.ndarray:
         """Per instrument, the first day of the node's series: the earliest first stored day of its fields."""
         width = self.shape[0]
-        firsts = [self._field_start(f) for f in sorted(fields_of(node))]
-        return np.minimum.reduce(firsts) if firsts else np.zeros(width, dtype=np.intp)
+        firsts = [self._field_bounds(f)[0] for f in sorted(fields_of(node))]
+        return np.minimum.reduce(firsts) if firsts else np.zeros(width, dtype=np.int64)
 
-    def _field_start(self, name: str) -> np.ndarray:
-        if name not in self._starts:
-            self._starts[name] = ops.first_valid_day(self._field(name))
-        return self._starts[name]
+    def _field_bounds(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """First and last day of a field's stored range; without a given range, of its non-NaN values."""
+        if name not in self._bounds:
+            panel = self._field(name)
+            days = panel.shape[1]
+            first = ops.first_valid_day(panel)
+            last = days - 1 - ops.first_valid_day(panel[:, ::-1])
+            empty = first >= days
+            self._bounds[name] = (first, np.where(empty, -1, last))
+        return self._bounds[name]
 
     def _field(self, name: str) -> np.ndarray:
         try:
@@ -388,9 +438,12 @@ class Evaluator:
             return node.value
         name = node.name
         if name in _ELEMENTWISE:
-            return ops.elementwise(name, [self._get(a) for a in node.args])
+            return ops.elementwise(name, [self._aligned(a, node) for a in node.args])
         if name == "Ref":
-            return ops.ref(self._operand(node.args[0], self._get(node.args[0])), int(_const(node.args[1])))
+            n = int(_const(node.args[1]))
+            x = self._operand(node.args[0], self._get(node.args[0]))
+            # Ref(x, 0) is the first value of the series, which may be a stored NaN.
+            return ops.ref(x, n, self._start(node.args[0]) if n == 0 else None)
         if name in _PAIR:
             n = int(_const(node.args[2]))
             x = self._operand(node.args[0], self._get(node.args[0]))
@@ -473,7 +526,9 @@ def _std_is_zero(std: np.ndarray) -> np.ndarray:
 
 
 def evaluate(
-    expr: str | Node, panels: Mapping[str, np.ndarray | pd.DataFrame]
+    expr: str | Node,
+    panels: Mapping[str, np.ndarray | pd.DataFrame],
+    ranges: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> np.ndarray | pd.DataFrame:
     """Evaluate one expression over wide panels (days × instruments), with Qlib's numbers.
 
@@ -483,6 +538,9 @@ def evaluate(
         A Qlib expression, e.g. ``"Std($close, 20)/$close"``.
     panels : mapping of str to ndarray or DataFrame
         One (days, instruments) panel per field it reads (lower-case name, no ``$``).
+    ranges : mapping of str to (ndarray, ndarray), optional
+        Each field's stored range per instrument, in panel rows (see :class:`Evaluator`); by
+        default the first..last non-NaN row of each field.
 
     Returns
     -------
@@ -496,7 +554,7 @@ def evaluate(
     ExpressionError
         When the expression cannot be parsed or reads a field that is not in ``panels``.
     """
-    value = next(Evaluator(panels).evaluate_many([expr]))
+    value = next(Evaluator(panels, ranges).evaluate_many([expr]))
     frames = [p for p in panels.values() if isinstance(p, pd.DataFrame)]
     if frames:
         return pd.DataFrame(value, index=frames[0].index, columns=frames[0].columns)

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from qroll.data.expression import Evaluator, extent, fields_of, parse
-from qroll.errors import DataNotFoundError, ExpressionError, MissingFieldWarning
+from qroll.data.source import field_name, ranges_from_values
+from qroll.errors import DataError, DataNotFoundError, ExpressionError, MissingFieldWarning
 
 __all__ = [
     "ALPHA158_CONFIG",
@@ -173,7 +174,9 @@ def compute_features(
     Parameters
     ----------
     source : Source
-        Anything with ``calendar``, ``instruments(market)``, ``fields()`` and ``load(...)``.
+        Anything with ``calendar``, ``instruments(market)``, ``fields()`` and ``load(...)``, and
+        ideally ``stored_ranges(...)``; without it each field's stored range is approximated by
+        its first..last non-NaN value (see :class:`~qroll.data.source.Source`).
     feature_exprs, feature_names : sequence of str
         Qlib expressions and their column names (group ``"feature"``).
     label_exprs, label_names : sequence of str, optional
@@ -191,8 +194,8 @@ def compute_features(
     -------
     DataFrame
         float32, indexed by sorted (``datetime``, ``instrument``), columns (``feature``, NAME) then
-        (``label``, NAME); one row per instrument-day inside the instrument's stored data (and
-        its membership spans, for a market).
+        (``label``, NAME); one row per instrument-day inside the stored range of any field the
+        expressions read, stored NaN days included (and inside its membership spans, for a market).
 
     Warns
     -----
@@ -237,7 +240,8 @@ def compute_features(
             shape, np.nan, dtype=np.float32
         )
 
-    rows = _row_mask(panels, shape, s - lo, e - lo, days[s : e + 1], symbols, spans, instruments)
+    ranges = _stored_ranges(source, needed, present, symbols, panels, days, lo, hi)
+    rows = _row_mask(ranges, s, e, days[s : e + 1], symbols, spans, instruments)
     # Column-major, so each feature's values are one contiguous run and the frame needs no copy.
     block = np.empty((len(nodes), int(rows.sum())), dtype=np.float32).T
     dest = np.full(rows.shape, -1, dtype=np.int64)
@@ -257,9 +261,10 @@ def compute_features(
         r_sel, c_sel = np.nonzero(sel)
         for first, members in groups.items():
             part = {f: p[first - lo :, cols] for f, p in panels.items()}
+            bounds = {f: (a[cols] - first, b[cols] - first) for f, (a, b) in ranges.items()}
             # Flat positions of the wanted (day, instrument) cells in an (instruments, days) buffer.
             flat = c_sel * (shape[0] - (first - lo)) + (r_sel + (s - first))
-            for j, value in zip(members, Evaluator(part).evaluate_many([nodes[i] for i in members]),
+            for j, value in zip(members, Evaluator(part, bounds).evaluate_many([nodes[i] for i in members]),
                                 strict=True):
                 picked = np.take(np.ravel(value.T), flat)
                 if whole:
@@ -315,9 +320,45 @@ def _align(frame: pd.DataFrame, index: pd.DatetimeIndex, symbols: list[str]) -> 
     return frame.reindex(index=index, columns=symbols).to_numpy(dtype=np.float32)
 
 
-def _row_mask(
+def _stored_ranges(
+    source: Any,
+    needed: list[str],
+    present: list[str],
+    symbols: list[str],
     panels: Mapping[str, np.ndarray],
-    shape: tuple[int, int],
+    days: pd.DatetimeIndex,
+    lo: int,
+    hi: int,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each needed field's stored range per symbol, in calendar positions clipped to ``[lo, hi]``.
+
+    From ``source.stored_ranges`` when the source has it; otherwise approximated by each field's
+    first..last non-NaN loaded day (see :class:`~qroll.data.source.Source`). A field the source
+    lacks has an empty range (``first > last``): it adds no rows.
+    """
+    if present and symbols and callable(getattr(source, "stored_ranges", None)):
+        got = source.stored_ranges(present, symbols, days[lo], days[hi])
+        found = {field_name(k): v for k, v in got.items()}
+    else:
+        found = ranges_from_values({f: panels[f] for f in present}, offset=lo)
+    empty = (np.full(len(symbols), hi + 1, dtype=np.int64), np.full(len(symbols), lo - 1, dtype=np.int64))
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for f in needed:
+        if f not in found:
+            out[f] = empty
+            continue
+        first, last = (np.asarray(a, dtype=np.int64).reshape(-1) for a in found[f])
+        if first.shape != (len(symbols),) or last.shape != (len(symbols),):
+            raise DataError(
+                f"{getattr(source, 'uri', source)!r}.stored_ranges gave {first.size}/{last.size} "
+                f"ranges of ${f} for {len(symbols)} instruments: it must give one per instrument"
+            )
+        out[f] = (np.maximum(first, lo), np.minimum(last, hi))
+    return out
+
+
+def _row_mask(
+    ranges: Mapping[str, tuple[np.ndarray, np.ndarray]],
     s: int,
     e: int,
     dates: pd.DatetimeIndex,
@@ -325,15 +366,15 @@ def _row_mask(
     spans: Mapping[str, list[Any]],
     instruments: str | Sequence[str],
 ) -> np.ndarray:
-    """Rows to return: inside each instrument's stored data and, for a market, its spans."""
-    # The stored range is approximated by the first..last day on which any loaded field holds a
-    # value: a source gives NaN both outside its data and on stored NaN days.
-    anyvalid = np.zeros(shape, dtype=bool)
-    for panel in panels.values():
-        anyvalid |= ~np.isnan(panel)
-    seen_before = np.logical_or.accumulate(anyvalid, axis=0)
-    seen_after = np.logical_or.accumulate(anyvalid[::-1], axis=0)[::-1]
-    rows = (seen_before & seen_after)[s : e + 1]
+    """Rows to return (days ``s..e`` × symbols): inside a stored range and, for a market, a span.
+
+    Qlib's per-instrument result has the union of its expressions' indexes, and an expression's
+    index is the union of its fields' stored ranges, stored NaN days included (``alpha158.md`` §4).
+    """
+    t = np.arange(s, e + 1)[:, None]
+    rows = np.zeros((e - s + 1, len(symbols)), dtype=bool)
+    for first, last in ranges.values():
+        rows |= (t >= first[None, :]) & (t <= last[None, :])
     if isinstance(instruments, str):
         member = np.zeros_like(rows)
         for k, sym in enumerate(symbols):

@@ -238,7 +238,9 @@ class DataHandlerLP:
 
         feature, label = self.feature_config()
         return load_features(
-            self.source, self.instruments, feature, label, home=qroll_home(), use_cache=self.cache
+            self.source, self.instruments, feature, label, home=qroll_home(), use_cache=self.cache,
+            # The entry is written while this handler processes the frame.
+            background=True,
         )
 
     def _calendar(self) -> pd.DatetimeIndex:

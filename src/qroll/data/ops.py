@@ -271,8 +271,12 @@ def _nanmean(a: np.ndarray) -> np.ndarray:
     return np.where(ok, a, 0.0).sum(axis=-1) / ok.sum(axis=-1)
 
 
-def ref(x: np.ndarray, n: int) -> np.ndarray:
-    """Qlib's ``Ref(x, n)``: the value n days earlier (n < 0: later; n = 0: the first loaded value)."""
+def ref(x: np.ndarray, n: int, start: np.ndarray | None = None) -> np.ndarray:
+    """Qlib's ``Ref(x, n)``: the value n days earlier (n < 0: later; n = 0: the first loaded value).
+
+    For n = 0, ``start`` gives each series' first day (its value is used even if NaN); by default
+    the first non-NaN day.
+    """
     # x is (instruments, days): shifting along days keeps NaN days as rows, as Qlib does.
     out = np.full_like(x, np.nan, dtype=np.result_type(x.dtype, np.float32))
     if n > 0:
@@ -280,7 +284,7 @@ def ref(x: np.ndarray, n: int) -> np.ndarray:
     elif n < 0:
         out[:, :n] = x[:, -n:]
     else:
-        first = first_valid_day(x)
+        first = first_valid_day(x) if start is None else np.asarray(start, dtype=np.int64)
         rows = np.arange(x.shape[0])
         ok = first < x.shape[1]
         out[ok] = x[rows[ok], first[ok]][:, None]

@@ -76,13 +76,25 @@ def _fit_rows(df: pd.DataFrame, start: Any, end: Any) -> pd.DataFrame:
 
 
 def _with_values(df: pd.DataFrame, cols: pd.Index, values: np.ndarray) -> pd.DataFrame:
-    """``df`` with the columns ``cols`` replaced by ``values`` (rows × len(cols)), as one block."""
+    """``df`` with the columns ``cols`` replaced by ``values`` (rows × len(cols)).
+
+    The other columns are shared with ``df``, not copied: a label-only processor on a frame of
+    158 features allocates one column. Every processor that reads several columns makes its own
+    layout explicit (``_columns_major``, ``_fit_values``), so the block layout of the result
+    cannot change a number.
+    """
     positions = df.columns.get_indexer(cols)
     if all(dt == values.dtype for dt in df.dtypes):
-        # One consolidated block keeps later `.values` calls cheap and their layout predictable.
-        full = np.array(df.to_numpy(), dtype=values.dtype, order="F", copy=True)
-        full[:, positions] = values
-        return pd.DataFrame(full, index=df.index, columns=df.columns, copy=False)
+        if len(positions) == df.shape[1] and np.array_equal(positions, np.arange(df.shape[1])):
+            # Every column replaced: `values` (fresh from the processor) becomes the frame, as one
+            # column-major block; it is copied only if it still shares memory with `df`.
+            block = np.asfortranarray(values)
+            if any(np.may_share_memory(block, b.values) for b in df._mgr.blocks):
+                block = block.copy(order="F")
+            return pd.DataFrame(block, index=df.index, columns=df.columns, copy=False)
+        out = df.copy(deep=False)  # copy-on-write: the untouched blocks stay views of df's
+        out.isetitem(list(positions), np.asarray(values))
+        return out
     out = df.copy()
     out[cols] = values
     return out

@@ -23,10 +23,13 @@ import pandas as pd
 
 from qroll.calendar import TradingCalendar
 from qroll.data.source import (
+    Ranges,
     Source,
     Spans,
+    clip_ranges,
     day_window,
     field_name,
+    ranges_from_values,
     stat_digest,
     unknown_market,
     wide_frame,
@@ -296,6 +299,46 @@ class QlibBinSource:
             out[name] = wide_frame(values, index, instruments)
         return out
 
+    def stored_ranges(
+        self, fields: Sequence[str], instruments: Sequence[str], start: Any = None, end: Any = None
+    ) -> Ranges:
+        """Each symbol's stored range per field, from the ``.bin`` headers and sizes (values unread).
+
+        A file stores calendar positions ``first .. first + size/4 - 2`` (element 0 is ``first``);
+        NaN values inside are part of the range. A missing file or symbol gives an empty range.
+        See :meth:`~qroll.data.source.Source.stored_ranges`.
+
+        Raises
+        ------
+        DataFormatError
+            For a malformed ``.bin`` file (the message names it).
+        """
+        folders = self._feature_folders()
+        features = os.fspath(self.root / "features")
+        n_days = len(self._calendar)
+        out: Ranges = {}
+        for field in fields:
+            name = field_name(field)
+            first = np.full(len(instruments), n_days, dtype=np.int64)
+            last = np.full(len(instruments), -1, dtype=np.int64)
+            for j, symbol in enumerate(instruments):
+                folder = folders.get(symbol.upper())
+                if folder is None:
+                    continue
+                path = os.path.join(features, folder, name + _SUFFIX)
+                try:
+                    with open(path, "rb") as fh:
+                        head = fh.read(4)
+                        size = os.fstat(fh.fileno()).st_size
+                except FileNotFoundError:
+                    continue
+                start_pos = float(np.frombuffer(head, "<f4")[0]) if len(head) == 4 else np.nan
+                self._check(path, size, start_pos)
+                first[j] = int(start_pos)
+                last[j] = int(start_pos) + size // 4 - 2
+            out[name] = clip_ranges(first, last, self._calendar, start, end)
+        return out
+
     def fingerprint(self) -> str:
         """A digest of the path and the size and modification time of every data file."""
         paths: list[Path] = [self.root / "calendars" / "day.txt", self.root / "calendars" / "day_future.txt"]
@@ -318,11 +361,12 @@ def dump_qlib_bin(
 ) -> Path:
     """Write any source in Qlib's binary layout.
 
-    Each symbol's fields share one stored range, from its first to its last day with a value in
-    any field (as Qlib's ``dump_bin`` writes them); a symbol with no value at all gets header-only
-    files, so it still has a feature folder and keeps its membership spans when read back.
-    The dump is written into a temporary folder beside ``out_dir`` and renamed into place, so a
-    crash leaves no half-written dump.
+    Each symbol's fields share one stored range, the hull of its fields' stored ranges
+    (:meth:`~qroll.data.source.Source.stored_ranges`, stored NaN days included; for a source without
+    it, its first to last day with a value in any field), as Qlib's ``dump_bin`` writes them; a
+    symbol with no stored range at all gets header-only files, so it still has a feature folder
+    and keeps its membership spans when read back. The dump is written into a temporary folder
+    beside ``out_dir`` and renamed into place, so a crash leaves no half-written dump.
 
     Parameters
     ----------
@@ -397,14 +441,19 @@ def _write_dump(source: Source, root: Path, markets: list[str], fields: list[str
         part = ordered[i : i + chunk]
         frames = source.load(fields, part)
         stacked = np.stack([frames[f].to_numpy(dtype=np.float32).T for f in fields]) if fields else None
+        # One range per symbol: the hull of its fields' stored ranges, stored NaN days included.
+        ranges = (source.stored_ranges(fields, part) if callable(getattr(source, "stored_ranges", None))
+                  else ranges_from_values(frames)) if fields else {}
+        big = np.iinfo(np.int64).max
+        firsts = np.min([np.where(a <= b, a, big) for a, b in ranges.values()], axis=0) if ranges else None
+        lasts = np.max([np.where(a <= b, b, -1) for a, b in ranges.values()], axis=0) if ranges else None
         for j, symbol in enumerate(part):
             folder = root / "features" / _symbol_folder(symbol)
             folder.mkdir()
-            if stacked is None:
+            if stacked is None or firsts is None or lasts is None:
                 continue
             block = stacked[:, j, :]
-            has = np.flatnonzero(~np.isnan(block).all(axis=0))
-            first, stop = (int(has[0]), int(has[-1]) + 1) if len(has) else (0, 0)
+            first, stop = (int(firsts[j]), int(lasts[j]) + 1) if lasts[j] >= firsts[j] else (0, 0)
             for k, name in enumerate(fields):
                 data = np.empty(stop - first + 1, dtype="<f4")
                 data[0] = first

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from qroll.calendar import TradingCalendar
 from qroll.errors import ConfigError, DataNotFoundError
 
 __all__ = [
+    "Ranges",
     "Source",
     "describe_source",
     "Spans",
@@ -39,6 +40,10 @@ __all__ = [
 Spans: TypeAlias = "list[tuple[pd.Timestamp, pd.Timestamp]]"
 """Membership spans of one instrument: ``(first, last)`` trading days, both inclusive, ascending."""
 
+Ranges: TypeAlias = "dict[str, tuple[np.ndarray, np.ndarray]]"
+"""Stored ranges: field → ``(first, last)`` int64 arrays, one entry per instrument, inclusive positions
+in ``calendar.days``; an instrument with nothing stored (in the window) has ``first > last``."""
+
 
 @runtime_checkable
 class Source(Protocol):
@@ -48,6 +53,17 @@ class Source(Protocol):
     ----------
     uri : str
         The URI the source was opened from (``qlib:///path``, ``table:///file``, ``synthetic://?...``).
+
+    Notes
+    -----
+    Qlib's series of a field for an instrument is its *stored range*: every day from the first to
+    the last stored value, NaN values included (a suspension is a stored NaN, not a missing day).
+    :meth:`load` gives NaN both there and outside the range, so the range comes separately from
+    :meth:`stored_ranges`; it decides which rows a feature query returns and where windows begin
+    and end (``reference/alpha158.md`` §3.1, §4). A third-party source without ``stored_ranges``
+    still works with :func:`~qroll.data.features.compute_features`, which then falls back to
+    :func:`ranges_from_values` (first..last *non-NaN* value of each field): exact except where an
+    instrument's data begins or ends with stored NaN days, whose rows are then dropped.
     """
 
     uri: str
@@ -73,6 +89,16 @@ class Source(Protocol):
         self, fields: Sequence[str], instruments: Sequence[str], start: Any = None, end: Any = None
     ) -> dict[str, pd.DataFrame]:
         """One wide float32 frame per field: data days in ``[start, end]`` × the given symbols."""
+        ...
+
+    def stored_ranges(
+        self, fields: Sequence[str], instruments: Sequence[str], start: Any = None, end: Any = None
+    ) -> Ranges:
+        """Per field, each symbol's stored range clipped to ``[start, end]`` (see :data:`Ranges`).
+
+        Without reading the values where the format allows it. A field or symbol the source lacks
+        has an empty range (``first > last``) for every symbol.
+        """
         ...
 
     def fingerprint(self) -> str:
@@ -187,6 +213,47 @@ def wide_frame(values: np.ndarray, index: pd.DatetimeIndex, columns: Sequence[st
     frame.index.name = "datetime"
     frame.columns.name = "instrument"
     return frame
+
+
+def clip_ranges(
+    first: np.ndarray, last: np.ndarray, calendar: TradingCalendar, start: Any = None, end: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stored ranges (calendar positions, inclusive) clipped to the data days in ``[start, end]``.
+
+    Examples
+    --------
+    >>> cal = TradingCalendar(["2020-01-02", "2020-01-03", "2020-01-06"])
+    >>> f, l = clip_ranges(np.array([0, 2, 3]), np.array([2, 2, -1]), cal, "2020-01-03", None)
+    >>> f.tolist(), l.tolist()
+    ([1, 2, 3], [2, 2, -1])
+    """
+    a, b = day_window(calendar, start, end)
+    return (np.maximum(np.asarray(first, dtype=np.int64), a),
+            np.minimum(np.asarray(last, dtype=np.int64), b - 1))
+
+
+def ranges_from_values(frames: Mapping[str, pd.DataFrame | np.ndarray], offset: int = 0) -> Ranges:
+    """Approximate stored ranges from loaded values: each column's first..last non-NaN row.
+
+    The fallback for sources without ``stored_ranges``. ``frames`` are (days, instruments) as
+    :meth:`Source.load` returns them; ``offset`` is the calendar position of their first row.
+
+    Examples
+    --------
+    >>> nan = np.nan
+    >>> r = ranges_from_values({"close": np.array([[nan, 1.0], [2.0, nan], [nan, nan]])}, offset=10)
+    >>> [a.tolist() for a in r["close"]]
+    [[11, 10], [11, 10]]
+    """
+    out: Ranges = {}
+    for name, frame in frames.items():
+        valid = ~np.isnan(np.asarray(frame, dtype=np.float64))
+        days = valid.shape[0]
+        has = valid.any(axis=0)
+        first = np.where(has, np.argmax(valid, axis=0), days).astype(np.int64)
+        last = np.where(has, days - 1 - np.argmax(valid[::-1], axis=0), -1).astype(np.int64)
+        out[name] = (first + offset, last + offset)
+    return out
 
 
 def stat_digest(parts: Iterable[str], paths: Iterable[str | os.PathLike[str]]) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from qroll.calendar import TradingCalendar
-from qroll.data.source import Spans, day_window, field_name, unknown_market, wide_frame
+from qroll.data.source import Ranges, Spans, clip_ranges, day_window, field_name, unknown_market, wide_frame
 from qroll.data.uri import SYNTHETIC_END, SYNTHETIC_START, parse_source_uri
 from qroll.errors import ConfigError
 
@@ -124,6 +124,7 @@ class SyntheticMarket:
         self._col = {s: i for i, s in enumerate(self._symbols)}
         self._data: dict[str, np.ndarray] | None = None
         self._spans: dict[str, dict[str, Spans]] | None = None
+        self._listed: tuple[np.ndarray, np.ndarray] | None = None  # first, last listed day positions
 
     def __repr__(self) -> str:
         return (
@@ -186,11 +187,40 @@ class SyntheticMarket:
             out[name] = wide_frame(values, index, instruments)
         return out
 
+    def stored_ranges(
+        self, fields: Sequence[str], instruments: Sequence[str], start: Any = None, end: Any = None
+    ) -> Ranges:
+        """Each symbol's stored range: its listing to its delisting day, for every field.
+
+        Suspensions are stored NaN days inside the range; an unknown symbol or field has an empty
+        range. See :meth:`~qroll.data.source.Source.stored_ranges`.
+        """
+        self._generate()
+        assert self._listed is not None
+        n_days = len(self._calendar)
+        cols = np.array([self._col.get(s.upper(), -1) for s in instruments], dtype=np.int64)
+        known = cols >= 0
+        first = np.full(len(cols), n_days, dtype=np.int64)
+        last = np.full(len(cols), -1, dtype=np.int64)
+        first[known], last[known] = self._listed[0][cols[known]], self._listed[1][cols[known]]
+        clipped = clip_ranges(first, last, self._calendar, start, end)
+        empty = (np.full(len(cols), n_days, dtype=np.int64), np.full(len(cols), -1, dtype=np.int64))
+        return {
+            name: (clipped[0].copy(), clipped[1].copy()) if name in FIELDS else empty
+            for name in (field_name(f) for f in fields)
+        }
+
     # -- generation --------------------------------------------------------------------------
     def _generate(self) -> dict[str, np.ndarray]:
         if self._data is None:
             self._data, self._spans = _simulate(self.n_instruments, len(self._calendar), self.seed,
                                                 self._calendar.days, self._symbols)
+            days = self._calendar.days
+            listed = [self._spans["all"][s][0] for s in self._symbols]
+            self._listed = (
+                np.asarray(days.get_indexer(pd.DatetimeIndex([a for a, _ in listed])), dtype=np.int64),
+                np.asarray(days.get_indexer(pd.DatetimeIndex([b for _, b in listed])), dtype=np.int64),
+            )
         return self._data
 
 

@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 
 from qroll.calendar import TradingCalendar
-from qroll.data.source import Spans, day_window, field_name, stat_digest, unknown_market, wide_frame
+from qroll.data.source import (
+    Ranges,
+    Spans,
+    clip_ranges,
+    day_window,
+    field_name,
+    stat_digest,
+    unknown_market,
+    wide_frame,
+)
 from qroll.data.uri import parse_source_uri
 from qroll.errors import ConfigError, DataFormatError, DataNotFoundError
 
@@ -188,6 +197,7 @@ class TableSource:
         np.maximum.at(last, sym_code, day_pos)
 
         self._calendar = TradingCalendar(days)
+        self._first, self._last = first, last
         cal_days = self._calendar.days
         self._symbols = symbols
         self._sym_index = {s: i for i, s in enumerate(symbols)}
@@ -283,6 +293,32 @@ class TableSource:
                 values[cols, dst] = self._cache[name][src]
             out[name] = wide_frame(values, index, instruments)
         return out
+
+    def stored_ranges(
+        self, fields: Sequence[str], instruments: Sequence[str], start: Any = None, end: Any = None
+    ) -> Ranges:
+        """Each symbol's stored range per field: its first to its last row in the file.
+
+        Every field column of the table shares the instrument's rows, NaN values and days without a
+        row in between included; this is what Qlib's ``dump_bin`` would store from the same table.
+        So a column that is NaN on all of an instrument's rows still has the instrument's range (a
+        stored, all-NaN series: its rows are returned, its values are NaN), while a field that is not
+        a column of the table, or an unknown symbol, has an empty range. No column is read.
+        See :meth:`~qroll.data.source.Source.stored_ranges`.
+        """
+        n_days = len(self._calendar)
+        codes = np.array([self._sym_index.get(s.upper(), -1) for s in instruments], dtype=np.int64)
+        known = codes >= 0
+        idx = codes[known]
+        first = np.full(len(codes), n_days, dtype=np.int64)
+        last = np.full(len(codes), -1, dtype=np.int64)
+        first[known], last[known] = self._first[idx], self._last[idx]
+        clipped = clip_ranges(first, last, self._calendar, start, end)
+        empty = (np.full(len(codes), n_days, dtype=np.int64), np.full(len(codes), -1, dtype=np.int64))
+        return {
+            name: (clipped[0].copy(), clipped[1].copy()) if name in self._field_columns else empty
+            for name in (field_name(f) for f in fields)
+        }
 
     def fingerprint(self) -> str:
         """A digest of the file's path, size and modification time and the columns used."""
