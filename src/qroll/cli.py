@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 
@@ -45,6 +46,59 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if not args.no_timeline:
         out.print("[bold]timeline[/]  * train  v valid  x test  > open-ended")
         out.print(draw_windows(tasks, rg.ta, width=args.width), markup=False)
+    return 0
+
+
+EXIT_FAILED_RUN = 1
+DEMO_CONFIG = Path(__file__).resolve().parent / "examples" / "synthetic_rolling.yaml"
+
+
+def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, tracking: str | None) -> int:
+    from dataclasses import replace
+
+    from qroll.console import TrainingProgress, report_tables
+    from qroll.errors import TrainingError
+    from qroll.experiment import RollingExperiment
+    from qroll.run_config import RunConfig
+
+    cfg = RunConfig.from_file(cfg_path)
+    cfg = replace(cfg, experiment=experiment or cfg.experiment, tracking=tracking or cfg.tracking)
+    out = _console()
+    run = RollingExperiment(cfg)
+    out.print(f"[bold]{cfg.experiment}[/]: tracking {run.exp_manager.display_uri}, data {cfg.data}")
+    if reset:
+        out.print(f"reset: deleted {run.reset()} run(s) of {cfg.experiment}")
+    tasks = run.tasks()
+    failed: TrainingError | None = None
+    with TrainingProgress(out, len(tasks)) as progress:
+        try:
+            run.train(progress=progress)
+        except TrainingError as exc:
+            failed = exc
+    for table in report_tables(run.report()):
+        out.print(table)
+    if failed is not None:
+        print(f"qroll: error: {' '.join(str(failed).split())}", file=sys.stderr)
+        return EXIT_FAILED_RUN
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_experiment(args.config, args.reset, args.experiment, args.tracking)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _run_experiment(DEMO_CONFIG, args.reset, None, args.tracking)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from qroll.console import report_tables
+    from qroll.experiment import experiment_report
+    from qroll.record.recorder import ExpManager
+
+    exp = ExpManager(args.tracking).get_exp(args.experiment, create=False)
+    for table in report_tables(experiment_report(exp)):
+        _console().print(table)
     return 0
 
 
@@ -95,8 +149,15 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
     for col in ("key", "source", "instruments", "rows", "columns", "MiB", "created"):
         table.add_column(col, justify="right" if col in ("rows", "columns", "MiB") else "left")
     for e in entries:
-        table.add_row(e.key[:12], e.source, str(e.instruments), f"{e.rows:,}", str(e.columns),
-                      f"{e.size / 2**20:,.1f}", e.created)
+        table.add_row(
+            e.key[:12],
+            e.source,
+            str(e.instruments),
+            f"{e.rows:,}",
+            str(e.columns),
+            f"{e.size / 2**20:,.1f}",
+            e.created,
+        )
     out.print(table)
     return 0
 
@@ -127,10 +188,37 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--no-timeline", action="store_true", help="print the table only")
     tasks.set_defaults(func=cmd_tasks)
 
+    run = sub.add_parser("run", help="run a whole rolling experiment: generate, train, collect, report")
+    run.add_argument("config", metavar="CONFIG.yaml", help="a run config file")
+    run.add_argument(
+        "--reset", action="store_true", help="delete the experiment's runs first and train everything"
+    )
+    run.add_argument("--experiment", help="override the config's experiment name")
+    run.add_argument("--tracking", metavar="URI", help="override the config's MLflow tracking URI")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser(
+        "demo", help="the bundled rolling experiment on the synthetic market (a few minutes)"
+    )
+    demo.add_argument("--reset", action="store_true", help="train everything again")
+    demo.add_argument(
+        "--tracking", metavar="URI", help="MLflow tracking URI (default: the qroll home's SQLite)"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    collect = sub.add_parser("collect", help="the results table of a finished experiment")
+    collect.add_argument("experiment", metavar="EXPERIMENT", help="the MLflow experiment name")
+    collect.add_argument(
+        "--tracking", metavar="URI", help="MLflow tracking URI (default: the qroll home's SQLite)"
+    )
+    collect.set_defaults(func=cmd_collect)
+
     data = sub.add_parser("data", help="inspect a data source, or write it in Qlib's binary layout")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     info = data_sub.add_parser("info", help="calendar range, markets and instrument counts, fields")
-    info.add_argument("source", metavar="SOURCE_URI", help="qlib:///dir, table:///file.parquet, synthetic://?seed=0")
+    info.add_argument(
+        "source", metavar="SOURCE_URI", help="qlib:///dir, table:///file.parquet, synthetic://?seed=0"
+    )
     info.set_defaults(func=cmd_data_info)
     dump = data_sub.add_parser("dump", help="write a source in Qlib's binary layout (what dump_bin writes)")
     dump.add_argument("source", metavar="SOURCE_URI")

@@ -13,6 +13,13 @@ what to do; the command line prints it as one line and exits with status 2.
     ├── CalendarError          a date or index that falls outside the trading calendar
     │   └── OutOfCalendarError a segment shifted wholly past the end of the calendar
     ├── TaskGenError           a task template that cannot be rolled (step, rtype, segments)
+    ├── RecordError            an MLflow experiment, run or artifact that cannot be used
+    │   ├── TrackingError      a tracking URI that is unreachable, invalid or refused
+    │   ├── ExperimentNotFoundError an experiment name that the store does not hold
+    │   └── LoadObjectError    a run artifact that is missing or cannot be read back
+    ├── ModelError             a model that cannot be fitted or used (no data, not fitted, bad loss)
+    ├── CollectError           recorders whose results cannot be collected or grouped
+    ├── TrainingError          tasks that failed to train (carries the failures and the other runs)
     └── DataError              market data that cannot be read (a source, a file, a column)
         ├── DataNotFoundError  a data directory, file, market or column that does not exist
         ├── DataFormatError    a data file whose content is malformed (a bad .bin, a duplicate row)
@@ -23,13 +30,21 @@ what to do; the command line prints it as one line and exits with status 2.
     LabelLeakWarning (a UserWarning)  train or valid labels reach into the test window
     MissingFieldWarning (a UserWarning)  an expression reads a field the source lacks: NaN features
     FeatureCacheWarning (a UserWarning)  a damaged feature-cache entry was ignored and rebuilt
+    RecordSkippedWarning (a UserWarning)  a record found no data to work on and wrote nothing
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ExperimentNotFoundError",
+    "LoadObjectError",
+    "RecordError",
+    "RecordSkippedWarning",
+    "TrackingError",
+    "ModelError",
     "CalendarError",
     "ClassNotFoundError",
+    "CollectError",
     "ConfigError",
     "ConfigFileError",
     "DataError",
@@ -45,6 +60,7 @@ __all__ = [
     "MissingFieldWarning",
     "SegmentError",
     "TaskGenError",
+    "TrainingError",
 ]
 
 
@@ -120,3 +136,45 @@ class MissingFieldWarning(UserWarning):
 
 class FeatureCacheWarning(UserWarning):
     """A damaged feature-cache entry was ignored; the features are computed again."""
+
+
+class CollectError(QrollError):
+    """The results cannot be collected."""
+
+
+class ModelError(QrollError):
+    """The model cannot be fitted or used as asked."""
+
+
+class TrainingError(QrollError):
+    """Some tasks failed to train."""
+
+    def __init__(self, message: str | None = None, *, failures: list[tuple[int, str]] | None = None,
+                 recorders: list | None = None, total: int | None = None) -> None:
+        self.failures = list(failures or [])
+        self.recorders = list(recorders or [])
+        if message is None and self.failures:
+            first_index, first_error = self.failures[0]
+            message = (f"{len(self.failures)} of {total or len(self.recorders)} tasks failed "
+                       f"(first: task {first_index}: {first_error}); their runs are FAILED in MLflow")
+        super().__init__(message)
+
+
+class RecordError(QrollError):
+    """The MLflow experiment, run or artifact cannot be used."""
+
+
+class TrackingError(RecordError):
+    """The MLflow tracking store cannot be reached: check the tracking URI."""
+
+
+class ExperimentNotFoundError(RecordError):
+    """The MLflow experiment does not exist."""
+
+
+class LoadObjectError(RecordError):
+    """The run artifact is missing or cannot be loaded."""
+
+
+class RecordSkippedWarning(UserWarning):
+    """A record found no data to work on (an empty or missing label) and wrote nothing."""

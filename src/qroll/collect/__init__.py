@@ -1,0 +1,18 @@
+"""Collecting: read results back from recorders, group them and merge rolling windows."""
+
+from qroll.collect.collector import Collector, MergeCollector, RecorderCollector, rolling_key
+from qroll.collect.ensemble import AverageEnsemble, Ensemble, RollingEnsemble, SingleKeyEnsemble
+from qroll.collect.group import Group, RollingGroup
+
+__all__ = [
+    "AverageEnsemble",
+    "Collector",
+    "Ensemble",
+    "Group",
+    "MergeCollector",
+    "RecorderCollector",
+    "RollingEnsemble",
+    "RollingGroup",
+    "SingleKeyEnsemble",
+    "rolling_key",
+]

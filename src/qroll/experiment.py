@@ -1,0 +1,188 @@
+"""A whole rolling experiment from a run config: reset → generate → train → collect → report.
+
+This is Qlib's ``RollingTaskExample`` flow, on explicit objects: a :class:`~qroll.run_config.RunConfig`,
+an :class:`~qroll.record.recorder.ExpManager`, a trainer and a collector.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from qroll.analysis.signal import calc_ic
+from qroll.collect.collector import RecorderCollector, rolling_key
+from qroll.collect.group import RollingGroup
+from qroll.errors import CollectError
+from qroll.record.recorder import Experiment, ExpManager, Recorder
+from qroll.record.tags import TAG_MODEL, TAG_TEST_END, TAG_TEST_START
+from qroll.run_config import RunConfig
+from qroll.tasks.gen import task_generator
+from qroll.train.trainer import TrainerR, TrainProgress
+
+__all__ = ["ExperimentReport", "MergedSignal", "RollingExperiment", "WindowResult", "experiment_report"]
+
+log = logging.getLogger("qroll.experiment")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WindowResult:
+    """One trained window: its model, test segment, run status and IC metrics."""
+
+    model: str
+    test_start: str
+    test_end: str
+    status: str
+    run_id: str
+    ic: float
+    rank_ic: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MergedSignal:
+    """One model's windows merged into one signal, evaluated over every test day."""
+
+    model: str
+    days: int
+    first_day: pd.Timestamp | None
+    last_day: pd.Timestamp | None
+    ic: float
+    icir: float
+    rank_ic: float
+    rank_icir: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExperimentReport:
+    """Per-window results and the merged signals of an experiment."""
+
+    experiment: str
+    windows: list[WindowResult] = field(default_factory=list)
+    merged: list[MergedSignal] = field(default_factory=list)
+
+
+def _metric(rec: Recorder, name: str) -> float:
+    value = rec.metrics.get(name)
+    return float(value) if value is not None else math.nan
+
+
+def _ratio(series: pd.Series) -> float:
+    std = series.std()
+    return float(series.mean() / std) if std and not math.isnan(std) else math.nan
+
+
+def experiment_report(exp: Experiment) -> ExperimentReport:
+    """Per-window IC / Rank IC from the runs' metrics, and each model's merged signal's IC, ICIR,
+    Rank IC and Rank ICIR from its windows' predictions merged with :class:`RollingGroup`.
+
+    Raises
+    ------
+    CollectError
+        If the experiment has no finished run.
+    """
+    recs = exp.list_recorders(status={Recorder.STATUS_FI})
+    windows = sorted(
+        (
+            WindowResult(
+                model=r.tags.get(TAG_MODEL, "?"),
+                test_start=r.tags.get(TAG_TEST_START, ""),
+                test_end=r.tags.get(TAG_TEST_END, "") or "open",
+                status=r.status,
+                run_id=r.id,
+                ic=_metric(r, "IC"),
+                rank_ic=_metric(r, "Rank IC"),
+            )
+            for r in recs
+        ),
+        key=lambda w: (w.model, w.test_start),
+    )
+    if not recs:
+        raise CollectError(f"experiment {exp.name!r} has no finished run: train it first (qroll run)")
+    collected = RecorderCollector(
+        lambda: recs,
+        process_list=[RollingGroup()],
+        rec_key_func=rolling_key,
+        artifacts_path={"pred": "pred.pkl", "label": "label.pkl"},
+    )()
+    merged = []
+    for key, pred in sorted(collected.get("pred", {}).items()):
+        label = collected.get("label", {}).get(key)
+        model = key[0] if isinstance(key, tuple) and key else str(key)
+        if label is None or pred.empty:
+            continue
+        ic, ric = calc_ic(pred.iloc[:, 0], label.reindex(pred.index).iloc[:, 0])
+        dates = pred.index.get_level_values("datetime")
+        merged.append(
+            MergedSignal(
+                model=model,
+                days=int(dates.nunique()),
+                first_day=dates.min(),
+                last_day=dates.max(),
+                ic=float(ic.mean()),
+                icir=_ratio(ic),
+                rank_ic=float(ric.mean()),
+                rank_icir=_ratio(ric),
+            )
+        )
+    return ExperimentReport(experiment=exp.name, windows=windows, merged=merged)
+
+
+class RollingExperiment:
+    """Run a :class:`RunConfig`: generate its tasks, train them, collect and report.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run config.
+    exp_manager : ExpManager, optional
+        The tracking store; default ``ExpManager(config.tracking)``.
+    """
+
+    def __init__(self, config: RunConfig, exp_manager: ExpManager | None = None) -> None:
+        self.config = config
+        self.exp_manager = exp_manager or ExpManager(config.tracking)
+
+    @property
+    def experiment(self) -> Experiment:
+        """The MLflow experiment (created on first use)."""
+        return self.exp_manager.get_exp(self.config.experiment)
+
+    def reset(self) -> int:
+        """Delete every run of this experiment (and nothing else); return how many."""
+        exp = self.experiment
+        recs = exp.list_recorders()
+        for rec in recs:
+            exp.delete_recorder(rec.id)
+        return len(recs)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """The rolled tasks; a handler config without a ``source`` reads the run's ``data``."""
+        return task_generator([self._with_source(t) for t in self.config.tasks], self.config.rolling_gen())
+
+    def _with_source(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        task = dict(copy.deepcopy(task))
+        handler = task.get("dataset", {}).get("kwargs", {}).get("handler")
+        if isinstance(handler, dict):
+            kwargs = handler.setdefault("kwargs", {}) or {}
+            handler["kwargs"] = kwargs
+            kwargs.setdefault("source", self.config.data)
+        return task
+
+    def train(self, progress: TrainProgress | None = None, call_in_subproc: bool = False) -> list[Recorder]:
+        """Train every task not yet finished (TrainerR); raises TrainingError if any fails."""
+        trainer = TrainerR(
+            experiment_name=self.config.experiment,
+            exp_manager=self.exp_manager,
+            call_in_subproc=call_in_subproc,
+            progress=progress,
+        )
+        return trainer.end_train(trainer.train(self.tasks()))
+
+    def report(self) -> ExperimentReport:
+        """Per-window and merged results (see :func:`experiment_report`)."""
+        return experiment_report(self.experiment)

@@ -1,0 +1,23 @@
+"""Recording in MLflow: experiments, recorders (runs) and the records written into them.
+
+:class:`ExpManager` opens a tracking store (default ``sqlite:///<home>/mlflow.db``) with its own
+client; :class:`Experiment` starts, gets and lists :class:`Recorder` objects; records
+(:class:`SignalRecord`, :class:`SigAnaRecord`) save predictions and their analysis with Qlib's
+artifact names.
+"""
+
+from __future__ import annotations
+
+from qroll.record.recorder import DEFAULT_REC_NAME, Experiment, ExpManager, Recorder, mask_credentials
+from qroll.record.records import RecordTemp, SigAnaRecord, SignalRecord
+
+__all__ = [
+    "DEFAULT_REC_NAME",
+    "ExpManager",
+    "Experiment",
+    "RecordTemp",
+    "Recorder",
+    "SigAnaRecord",
+    "SignalRecord",
+    "mask_credentials",
+]

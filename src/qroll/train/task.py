@@ -1,0 +1,130 @@
+"""Train one task into one MLflow run: ``task_train``, and its two halves for delay trainers.
+
+A task is Qlib's dict ``{"model": CFG, "dataset": CFG, "record": [CFG | "Name", ...]}``.
+Placeholders (``<dataset.kwargs.segments.train.0>``, ``<MODEL>``, ``<DATASET>``) are filled **in a
+copy, before** the objects they configure are built; the caller's dict is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from qroll.config import fill_placeholder, init_instance_by_config
+from qroll.data.dataset import DatasetH
+from qroll.errors import RecordError
+from qroll.models.base import Model
+from qroll.record.recorder import ExpManager, Recorder
+from qroll.record.tags import task_tags
+
+__all__ = ["begin_task_train", "end_task_train", "flatten_task", "task_train"]
+
+log = logging.getLogger("qroll.train")
+RECORD_MODULE = "qroll.record.records"
+
+
+def flatten_task(task: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted-path parameters of a task, as Qlib logs them (``model.class``, ``dataset.kwargs....``).
+
+    >>> flatten_task({"model": {"class": "LGBModel", "kwargs": {"loss": "mse"}}})
+    {'model.class': 'LGBModel', 'model.kwargs.loss': 'mse'}
+    """
+    out: dict[str, str] = {}
+    for key, value in task.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_task(value, f"{path}."))
+        else:
+            out[path] = str(value)
+    return out
+
+
+def _log_task_info(rec: Recorder, task: Mapping[str, Any]) -> None:
+    rec.log_params(**flatten_task(task))
+    # `task` keeps Qlib's artifact name (a pickle, exact types); task.json is readable anywhere.
+    rec.save_objects(task=copy.deepcopy(dict(task)))
+    rec.save_json("task.json", task)
+
+
+def _exe_task(rec: Recorder, task: Mapping[str, Any]) -> None:
+    # Config placeholders (<dataset.kwargs.segments.train.0>) first, so the handler is built with
+    # real dates; <MODEL>/<DATASET> stay until those objects exist.
+    filled = fill_placeholder(task, {})
+    model = init_instance_by_config(filled["model"], accept_types=Model)
+    dataset = init_instance_by_config(filled["dataset"], accept_types=DatasetH)
+    reweighter = filled.get("reweighter")
+    if isinstance(reweighter, (Mapping, str)):
+        reweighter = init_instance_by_config(reweighter)
+    model.fit(dataset, reweighter=reweighter)
+    for split, curves in (getattr(model, "evals_result", None) or {}).items():
+        for metric, values in curves.items():
+            rec.log_metric_history(f"{metric}.{split}", list(values))
+    rec.save_objects(**{"params.pkl": model})
+    rec.save_objects(dataset=filled["dataset"])  # the config only, as Qlib saves it: no data
+    records = filled.get("record") or []
+    for record in [records] if isinstance(records, (Mapping, str)) else records:
+        cfg = fill_placeholder(record, {"<MODEL>": model, "<DATASET>": dataset})
+        init_instance_by_config(
+            cfg, default_module=RECORD_MODULE, try_kwargs={"model": model, "dataset": dataset}, recorder=rec
+        ).generate()
+
+
+def _check(task: Any) -> None:
+    if not isinstance(task, Mapping) or "model" not in task or "dataset" not in task:
+        shown = repr(task)[:80]
+        raise RecordError(f"a task must be a dict with 'model' and 'dataset', got {shown}")
+
+
+def task_train(
+    task_config: Mapping[str, Any],
+    experiment_name: str,
+    recorder_name: str | None = None,
+    exp_manager: ExpManager | None = None,
+) -> Recorder:
+    """Build the task's model and dataset, fit, run its records; return the FINISHED run.
+
+    The run is tagged with the task's hash, model class and test segment (see
+    :mod:`qroll.record.tags`) and holds the artifacts ``task``, ``task.json``, ``params.pkl``,
+    ``dataset`` and whatever the records write (``pred.pkl``, ``label.pkl``, ``sig_analysis/...``).
+    If anything fails, the run ends FAILED and the exception propagates.
+    """
+    _check(task_config)
+    manager = exp_manager or ExpManager()
+    exp = manager.get_exp(experiment_name)
+    with exp.start_recorder(recorder_name, tags=task_tags(task_config)) as rec:
+        _log_task_info(rec, task_config)
+        _exe_task(rec, task_config)
+    return rec
+
+
+def begin_task_train(
+    task_config: Mapping[str, Any],
+    experiment_name: str,
+    recorder_name: str | None = None,
+    exp_manager: ExpManager | None = None,
+) -> Recorder:
+    """Phase 1 of a delay trainer: record the task only (a FINISHED run holding ``task``)."""
+    _check(task_config)
+    exp = (exp_manager or ExpManager()).get_exp(experiment_name)
+    with exp.start_recorder(recorder_name, tags=task_tags(task_config)) as rec:
+        _log_task_info(rec, task_config)
+    return rec
+
+
+def end_task_train(rec: Recorder, experiment_name: str, exp_manager: ExpManager | None = None) -> Recorder:
+    """Phase 2: fit the task recorded by :func:`begin_task_train`, in the same run.
+
+    Raises
+    ------
+    RecordError
+        If the run does not exist in the experiment (Qlib silently starts a new one).
+    """
+    exp = (exp_manager or ExpManager()).get_exp(experiment_name)
+    current = exp.get_recorder(rec.id)
+    with current.resume():
+        task = current.load_object("task")
+        _exe_task(current, task)
+    current.refresh()
+    return current
