@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 QLIB_VENV := .venv-qlib
 
-.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 clean
+.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -19,9 +19,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## the main job: a rolling experiment on the bundled example config
+## the main job: the full rolling experiment on the bundled synthetic market (a few minutes)
 demo: $(STAMP)
-	$(BIN)/qroll tasks src/qroll/examples/synthetic_rolling.yaml
+	$(BIN)/qroll demo
 
 ## everything CI runs: lint, type check, and the whole test suite (slow tests included)
 test: $(STAMP) lint typecheck
@@ -50,6 +50,11 @@ oracle: $(QLIB_VENV)/.installed
 ## Alpha158 speed and fidelity, qroll against Qlib side by side (writes benchmarks/results/alpha158.json)
 bench-alpha158: $(STAMP) $(QLIB_VENV)/.installed
 	$(BIN)/python benchmarks/bench_alpha158.py
+
+## the whole rolling experiment (Alpha158 + LightGBM, 5 windows), qroll against Qlib side by side
+## (several minutes; writes benchmarks/results/rolling.json)
+bench-rolling: $(STAMP) $(QLIB_VENV)/.installed
+	$(BIN)/python benchmarks/bench_rolling.py
 
 clean:
 	rm -rf $(VENV) $(QLIB_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ Errors the user can fix print as one line, ``qroll: error: ...``, and exit with 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -66,17 +67,18 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
     out = _console()
     run = RollingExperiment(cfg)
     out.print(f"[bold]{cfg.experiment}[/]: tracking {run.exp_manager.display_uri}, data {cfg.data}")
+    tasks = run.check()  # before anything is deleted or written
     if reset:
         out.print(f"reset: deleted {run.reset()} run(s) of {cfg.experiment}")
-    tasks = run.tasks()
     failed: TrainingError | None = None
     with TrainingProgress(out, len(tasks)) as progress:
         try:
-            run.train(progress=progress)
+            run.train(progress=progress, tasks=tasks)
         except TrainingError as exc:
             failed = exc
-    for table in report_tables(run.report()):
-        out.print(table)
+    if failed is None or len(failed.failures) < len(tasks):
+        for table in report_tables(run.report()):
+            out.print(table)
     if failed is not None:
         print(f"qroll: error: {' '.join(str(failed).split())}", file=sys.stderr)
         return EXIT_FAILED_RUN
@@ -238,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # MLflow and its migrations log at INFO to the console; the command line says what matters.
+    # (MLflow sets its loggers' level when imported, from this variable.)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.home:
         # Every part of qroll finds its home through QROLL_HOME (see qroll.home).
         os.environ["QROLL_HOME"] = args.home

@@ -23,6 +23,7 @@ from qroll.record.recorder import Experiment, ExpManager, Recorder
 from qroll.record.tags import TAG_MODEL, TAG_TEST_END, TAG_TEST_START
 from qroll.run_config import RunConfig
 from qroll.tasks.gen import task_generator
+from qroll.train.task import check_task
 from qroll.train.trainer import TrainerR, TrainProgress
 
 __all__ = ["ExperimentReport", "MergedSignal", "RollingExperiment", "WindowResult", "experiment_report"]
@@ -173,15 +174,36 @@ class RollingExperiment:
             kwargs.setdefault("source", self.config.data)
         return task
 
-    def train(self, progress: TrainProgress | None = None, call_in_subproc: bool = False) -> list[Recorder]:
-        """Train every task not yet finished (TrainerR); raises TrainingError if any fails."""
+    def check(self) -> list[dict[str, Any]]:
+        """Check every template (classes, records) and roll them; nothing is written.
+
+        Raises
+        ------
+        QrollError
+            For a class that cannot be found, a bad record, or tasks that cannot be rolled.
+        """
+        for template in self.config.tasks:  # rolled tasks differ only in dates: check templates once
+            check_task(template)
+        return self.tasks()
+
+    def train(
+        self,
+        progress: TrainProgress | None = None,
+        call_in_subproc: bool = False,
+        tasks: list[dict[str, Any]] | None = None,
+    ) -> list[Recorder]:
+        """Train every task not yet finished (TrainerR); raises TrainingError if any fails.
+
+        ``tasks`` defaults to :meth:`check`'s; every template is checked before any run starts.
+        """
+        tasks = self.check() if tasks is None else tasks
         trainer = TrainerR(
             experiment_name=self.config.experiment,
             exp_manager=self.exp_manager,
             call_in_subproc=call_in_subproc,
             progress=progress,
         )
-        return trainer.end_train(trainer.train(self.tasks()))
+        return trainer.end_train(trainer.train(tasks))
 
     def report(self) -> ExperimentReport:
         """Per-window and merged results (see :func:`experiment_report`)."""

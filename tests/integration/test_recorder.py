@@ -289,3 +289,17 @@ def test_list_recorders_carries_params_and_metrics(exp: Experiment) -> None:
     (listed,) = exp.list_recorders()
     assert listed.params == {"step": "40"} and listed.metrics == {"IC": 0.03}
     assert listed.status == "FINISHED" and listed.name == "mlflow_recorder"
+
+
+def test_sqlite_store_keeps_artifacts_beside_its_file_not_in_the_current_directory(tmp_path, monkeypatch):
+    from qroll.record.recorder import ExpManager
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    manager = ExpManager(f"sqlite:///{tmp_path}/store/mlflow.db")
+    with manager.get_exp("beside").start_recorder() as rec:
+        rec.save_objects(**{"x.pkl": [1, 2]})
+    assert rec.load_object("x.pkl") == [1, 2]
+    assert list(cwd.iterdir()) == []
+    assert any((tmp_path / "store" / "artifacts").rglob("x.pkl"))

@@ -24,7 +24,7 @@ from typing import Any
 
 from qroll.errors import ClassNotFoundError, ConfigError
 
-__all__ = ["QLIB_EQUIVALENTS", "QROLL_CLASSES", "init_instance_by_config"]
+__all__ = ["QLIB_EQUIVALENTS", "QROLL_CLASSES", "init_instance_by_config", "resolve_class"]
 
 QLIB_EQUIVALENTS: dict[str, str] = {
     # Qlib's full class name -> qroll's "module:Class". One line per class qroll re-implements.
@@ -239,6 +239,24 @@ def _callable_and_kwargs(
             "write e.g. {'class': 'RollingGen'}"
         )
     return klass, dict(kwargs)
+
+
+def resolve_class(config: Any, default_module: str | ModuleType | None = None) -> Callable[..., Any]:
+    """The class (or factory) a config names, without building anything.
+
+    Lets a run check every class of every task before it starts a single run.
+
+    Raises
+    ------
+    ConfigError, ClassNotFoundError
+        As :func:`init_instance_by_config` would.
+
+    Examples
+    --------
+    >>> resolve_class({"class": "RollingGen"}).__name__
+    'RollingGen'
+    """
+    return _callable_and_kwargs(config, default_module)[0]
 
 
 def _checked(found: Any, name: str) -> Callable[..., Any]:

@@ -537,8 +537,10 @@ class ExpManager:
         An MLflow tracking URI: ``sqlite:///path.db``, ``postgresql://user:pw@host/db``,
         ``http://host:5000``. Default ``sqlite:///<home>/mlflow.db`` (the folder is created).
     artifact_root : str, optional
-        Where new experiments keep artifacts (a folder or an artifact URI). Default
-        ``<home>/artifacts`` with the default URI, else MLflow's default for the store.
+        Where new experiments keep artifacts (a folder or an artifact URI). Default: the
+        ``artifacts`` folder beside a SQLite file (``<home>/artifacts`` for the default store),
+        ``<home>/artifacts`` for other databases, the server's choice for ``http(s)://``. Machines
+        sharing a PostgreSQL store need a shared ``artifact_root``.
     home : path, optional
         The qroll home (see :func:`qroll.home.qroll_home`), for the defaults.
 
@@ -567,6 +569,14 @@ class ExpManager:
             uri = f"sqlite:///{root / 'mlflow.db'}"
             if artifact_root is None:
                 artifact_root = str(root / "artifacts")
+        elif artifact_root is None and uri.startswith("sqlite:///"):
+            # MLflow's default for database stores is ./mlruns in the *current directory*; keep a
+            # SQLite store's artifacts beside its file instead, wherever the process runs.
+            artifact_root = str(Path(uri[len("sqlite:///"):]).expanduser().resolve().parent / "artifacts")
+        elif artifact_root is None and not uri.startswith(("http://", "https://", "databricks")):
+            # Other databases (PostgreSQL, ...): under the qroll home, never the current directory.
+            # Many machines sharing one store need a shared artifact_root (an artifact URI).
+            artifact_root = str(qroll_home(home).resolve() / "artifacts")
         if artifact_root is not None and "://" not in artifact_root:
             artifact_root = str(Path(artifact_root).expanduser().resolve())
         self.uri = uri

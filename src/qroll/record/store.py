@@ -119,7 +119,10 @@ def _check_sqlite(uri: str, shown: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     folder = Path(database).expanduser().parent
-    # MLflow would create missing folders: a mistyped path would silently start an empty store.
+    # The store's own folder is created (sqlite:///qroll_runs/mlflow.db on a fresh checkout), but
+    # not a missing parent above it: a mistyped path must not silently start an empty store.
+    if not folder.is_dir() and folder.parent.is_dir():
+        folder.mkdir()
     if not folder.is_dir():
         raise TrackingError(
             f"tracking URI {shown}: folder {folder} does not exist; create it or fix the path "

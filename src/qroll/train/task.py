@@ -12,14 +12,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from qroll.config import fill_placeholder, init_instance_by_config
+from qroll.config import fill_placeholder, init_instance_by_config, resolve_class
 from qroll.data.dataset import DatasetH
-from qroll.errors import RecordError
+from qroll.errors import ConfigError, RecordError
 from qroll.models.base import Model
 from qroll.record.recorder import ExpManager, Recorder
 from qroll.record.tags import task_tags
 
-__all__ = ["begin_task_train", "end_task_train", "flatten_task", "task_train"]
+__all__ = ["begin_task_train", "check_task", "end_task_train", "flatten_task", "task_train"]
 
 log = logging.getLogger("qroll.train")
 RECORD_MODULE = "qroll.record.records"
@@ -77,6 +77,45 @@ def _check(task: Any) -> None:
         raise RecordError(f"a task must be a dict with 'model' and 'dataset', got {shown}")
 
 
+def check_task(task: Mapping[str, Any]) -> None:
+    """Check a task before anything is trained or recorded.
+
+    The task must have ``model`` and ``dataset``; every class it names (model, dataset, handler,
+    records) must be found, the model must be a :class:`~qroll.models.base.Model`, and a record
+    that predicts (``SignalRecord``) must not be given ``model: null`` or ``dataset: null``.
+
+    Raises
+    ------
+    ConfigError, ClassNotFoundError, RecordError
+        Naming the class or key at fault.
+    """
+    from qroll.record.records import SignalRecord
+
+    _check(task)
+    model_cls = resolve_class(task["model"])
+    if isinstance(model_cls, type) and not issubclass(model_cls, Model):
+        raise ConfigError(
+            f"model class {model_cls.__module__}.{model_cls.__qualname__} is not a qroll Model: "
+            "use LGBModel, LinearModel or a subclass of qroll.models.Model"
+        )
+    resolve_class(task["dataset"])
+    dataset = task["dataset"]
+    handler = dataset.get("kwargs", {}).get("handler") if isinstance(dataset, Mapping) else None
+    if isinstance(handler, Mapping):
+        resolve_class(handler)
+    records = task.get("record") or []
+    for record in [records] if isinstance(records, (Mapping, str)) else records:
+        record_cls = resolve_class(record, default_module=RECORD_MODULE)
+        kwargs = (record.get("kwargs") or {}) if isinstance(record, Mapping) else {}
+        if isinstance(record_cls, type) and issubclass(record_cls, SignalRecord):
+            for key in ("model", "dataset"):
+                if key in kwargs and kwargs[key] is None:
+                    raise RecordError(
+                        f"record {record_cls.__name__} needs a {key}, but its kwargs give {key}: null; "
+                        f"remove it or write {key}: <{key.upper()}>"
+                    )
+
+
 def task_train(
     task_config: Mapping[str, Any],
     experiment_name: str,
@@ -90,7 +129,7 @@ def task_train(
     ``dataset`` and whatever the records write (``pred.pkl``, ``label.pkl``, ``sig_analysis/...``).
     If anything fails, the run ends FAILED and the exception propagates.
     """
-    _check(task_config)
+    check_task(task_config)
     manager = exp_manager or ExpManager()
     exp = manager.get_exp(experiment_name)
     with exp.start_recorder(recorder_name, tags=task_tags(task_config)) as rec:
