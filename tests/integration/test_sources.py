@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from qroll import QrollError
 from qroll.data.qlib_bin import QlibBinSource
 from qroll.data.source import Source, open_source
 from qroll.data.table import TableSource
@@ -226,3 +227,22 @@ def test_table_csv_and_duplicates(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="more than one row for instrument B on 2020-01-03"):
         TableSource(path)
     assert issubclass(DataFormatError, DataError)
+
+
+def test_table_adjusts_prices_like_qlib_data(tmp_path):
+    from qroll.data.table import TableSource
+
+    csv = tmp_path / "prices.csv"
+    # A 2-for-1 split on the second day: raw close halves, the adjusted close does not.
+    csv.write_text("date,ticker,open,close,volume,adj_close\n"
+                   "2020-01-02,A,10,10,100,5\n2020-01-03,A,5,5,200,5\n2020-01-03,B,3,4,50,4\n")
+    plain, adjusted = TableSource(f"table://{csv}"), TableSource(f"table://{csv}?adjust=adj_close")
+    assert "factor" not in plain.fields() and "factor" in adjusted.fields()
+    assert plain.fingerprint() != adjusted.fingerprint()
+    got = adjusted.load(["close", "open", "volume", "factor"], ["A", "B"])
+    assert got["close"]["A"].tolist() == [5.0, 5.0]  # no jump at the split
+    assert got["factor"]["A"].tolist() == [0.5, 1.0]
+    assert got["volume"]["A"].tolist() == [200.0, 200.0]  # volume / factor
+    assert got["open"]["B"].iloc[1] == 3.0
+    with pytest.raises(QrollError, match="no adjust column 'adjusted'"):
+        TableSource(f"table://{csv}?adjust=adjusted")

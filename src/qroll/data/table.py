@@ -24,6 +24,9 @@ from qroll.data.source import (
 from qroll.data.uri import parse_source_uri
 from qroll.errors import ConfigError, DataFormatError, DataNotFoundError
 
+ADJUSTED_PRICES = ("open", "high", "low", "close", "vwap")
+"""Fields multiplied by the adjustment factor (Qlib's convention; volume is divided by it)."""
+
 __all__ = ["TableSource"]
 
 # Tried in order, case-insensitively, when the URI and the constructor name no column.
@@ -48,6 +51,10 @@ class TableSource:
         The date and instrument column names; they override the URI's. By default the first of
         ``date``/``datetime``/``timestamp``/``time`` and of ``instrument``/``ticker``/``symbol``/``code``
         that the file has (any case).
+    adjust : str, optional
+        A column of split- and dividend-adjusted closes (``?adjust=adj_close``). Prices are then
+        adjusted as Qlib's data are: ``factor = adjusted close / close`` becomes a field, and
+        ``open``, ``high``, ``low``, ``close`` and ``vwap`` are multiplied by it, ``volume`` divided.
 
     Raises
     ------
@@ -58,7 +65,12 @@ class TableSource:
     """
 
     def __init__(
-        self, uri: str | os.PathLike[str], *, date: str | None = None, instrument: str | None = None
+        self,
+        uri: str | os.PathLike[str],
+        *,
+        date: str | None = None,
+        instrument: str | None = None,
+        adjust: str | None = None,
     ) -> None:
         text = os.fspath(uri)
         params: dict[str, str] = {}
@@ -91,6 +103,13 @@ class TableSource:
                     f"both field {name!r} once lower-cased: rename one"
                 )
             self._field_columns[name] = col
+        self.adjust = adjust or params.get("adjust")
+        if self.adjust is not None:
+            adjusted = self._pick(self.adjust, (), "adjust")
+            if "close" not in self._field_columns:
+                raise DataNotFoundError(f"table {self.path} has no close column to adjust with {adjusted!r}")
+            # `factor` is derived: read from the adjusted-close column, divided by close below.
+            self._field_columns["factor"] = adjusted
         self._cache: dict[str, np.ndarray] = {}
         self._index_rows()
 
@@ -254,11 +273,27 @@ class TableSource:
         missing = [n for n in dict.fromkeys(names) if n in self._field_columns and n not in self._cache]
         if not missing:
             return
-        raw = self._columns_of([self._field_columns[n] for n in missing])
+        factor = None
+        needs_factor = any(n in ADJUSTED_PRICES or n in ("volume", "factor") for n in missing)
+        if self.adjust is not None and needs_factor:
+            both = self._columns_of([self._field_columns["factor"], self._field_columns["close"]])
+            adj, close = (np.asarray(both[c], dtype=np.float64) for c in
+                          (self._field_columns["factor"], self._field_columns["close"]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.where(close > 0, adj / close, np.nan)
+        raw = self._columns_of([self._field_columns[n] for n in missing if n != "factor"])
         for name in missing:
-            col = raw[self._field_columns[name]]
-            col = col if isinstance(col, np.ndarray) else col.to_numpy()
-            self._cache[name] = np.asarray(col, dtype=np.float64)[self._order].astype(np.float32)
+            if name == "factor":
+                values = factor
+            else:
+                col = raw[self._field_columns[name]]
+                values = np.asarray(col if isinstance(col, np.ndarray) else col.to_numpy(), dtype=np.float64)
+                if factor is not None and name in ADJUSTED_PRICES:
+                    values = values * factor
+                elif factor is not None and name == "volume":
+                    values = values / factor
+            assert values is not None
+            self._cache[name] = values[self._order].astype(np.float32)
 
     def load(
         self, fields: Sequence[str], instruments: Sequence[str], start: Any = None, end: Any = None
@@ -321,7 +356,8 @@ class TableSource:
         }
 
     def fingerprint(self) -> str:
-        """A digest of the file's path, size and modification time and the columns used."""
+        """A digest of the file's path, size and modification time, the columns used and the adjustment."""
         return stat_digest(
-            [str(self.path.resolve()), self.date_column, self.instrument_column], [self.path]
+            [str(self.path.resolve()), self.date_column, self.instrument_column, self.adjust or ""],
+            [self.path],
         )

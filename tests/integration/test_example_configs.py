@@ -1,0 +1,45 @@
+"""The bundled example configs: every class resolves and the windows are what their comments say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from qroll.experiment import RollingExperiment
+from qroll.run_config import RunConfig
+from tests.conftest import ROOT, shared_dataset
+
+EXAMPLES = ROOT / "src" / "qroll" / "examples"
+
+
+def cfg_with_tracking(cfg: RunConfig, tmp_path: Path) -> RunConfig:
+    from dataclasses import replace
+
+    return replace(cfg, tracking=f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def test_demo_config(tmp_path):
+    tasks = RollingExperiment(cfg_with_tracking(RunConfig.from_file(EXAMPLES / "synthetic_rolling.yaml"), tmp_path)).check()
+    assert len(tasks) == 16
+    assert tasks[-1]["dataset"]["kwargs"]["segments"]["test"] == (pd.Timestamp("2020-10-01"), pd.Timestamp("2020-12-31"))
+
+
+def test_csi300_config(tmp_path, monkeypatch):
+    shared_dataset("cn_csi300", "calendars/day.txt")
+    monkeypatch.chdir(ROOT)
+    tasks = RollingExperiment(cfg_with_tracking(RunConfig.from_file(EXAMPLES / "csi300_rolling.yaml"), tmp_path)).check()
+    # 2019-2020 has 487 A-share trading days: ceil(487 / 63) = 8 windows for each of 2 models.
+    assert len(tasks) == 16
+    assert [t["model"]["class"] for t in tasks] == ["LGBModel"] * 8 + ["LinearModel"] * 8
+    first = tasks[0]["dataset"]["kwargs"]["segments"]
+    assert first["test"][0] == pd.Timestamp("2019-01-02")
+    assert first["valid"][1] < first["test"][0] - pd.Timedelta(days=2)  # auto gap of 3 trading days
+
+
+def test_sp500_config(tmp_path, monkeypatch):
+    shared_dataset("sp500", "prices.parquet")
+    monkeypatch.chdir(ROOT)
+    tasks = RollingExperiment(cfg_with_tracking(RunConfig.from_file(EXAMPLES / "sp500_rolling.yaml"), tmp_path)).check()
+    assert len(tasks) == 27  # one window per month, 2019-01 .. 2021-03
+    assert tasks[1]["dataset"]["kwargs"]["segments"]["test"][0] == pd.Timestamp("2019-02-01")
