@@ -96,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from qroll.console import report_tables
     from qroll.experiment import experiment_report
-    from qroll.record.recorder import ExpManager
+    from qroll.record import ExpManager
 
     exp = ExpManager(args.tracking).get_exp(args.experiment, create=False)
     for table in report_tables(experiment_report(exp)):

@@ -19,7 +19,7 @@ from qroll.analysis.signal import calc_ic
 from qroll.collect.collector import RecorderCollector, rolling_key
 from qroll.collect.group import RollingGroup
 from qroll.errors import CollectError
-from qroll.record.recorder import Experiment, ExpManager, Recorder
+from qroll.record import Experiment, ExpManager, Recorder
 from qroll.record.tags import TAG_MODEL, TAG_TEST_END, TAG_TEST_START
 from qroll.run_config import RunConfig
 from qroll.tasks.gen import task_generator

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qroll.record.recorder import ExpManager
+from qroll.record import ExpManager
 
 pytestmark = pytest.mark.slow
 

@@ -292,7 +292,7 @@ def test_list_recorders_carries_params_and_metrics(exp: Experiment) -> None:
 
 
 def test_sqlite_store_keeps_artifacts_beside_its_file_not_in_the_current_directory(tmp_path, monkeypatch):
-    from qroll.record.recorder import ExpManager
+    from qroll.record import ExpManager
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()

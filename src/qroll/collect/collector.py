@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from qroll.errors import CollectError, LoadObjectError
-from qroll.record.recorder import Experiment, ExpManager, Recorder
+from qroll.record import Experiment, ExpManager, Recorder
 from qroll.record.tags import TAG_MODEL, TAG_TEST_END, TAG_TEST_START
 
 __all__ = ["Collector", "MergeCollector", "RecorderCollector", "rolling_key"]

@@ -8,8 +8,11 @@ artifact names.
 
 from __future__ import annotations
 
-from qroll.record.recorder import DEFAULT_REC_NAME, Experiment, ExpManager, Recorder, mask_credentials
+from qroll.record.experiment import Experiment
+from qroll.record.manager import ExpManager
+from qroll.record.recorder import DEFAULT_REC_NAME, Recorder
 from qroll.record.records import RecordTemp, SigAnaRecord, SignalRecord
+from qroll.record.store import mask_credentials
 
 __all__ = [
     "DEFAULT_REC_NAME",

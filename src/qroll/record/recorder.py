@@ -1,4 +1,4 @@
-"""MLflow recording with Qlib's names: ``ExpManager`` → ``Experiment`` → ``Recorder``.
+"""``Recorder``: one MLflow run, with Qlib's names (``ExpManager`` → ``Experiment`` → ``Recorder``).
 
 Every object holds its manager's own :class:`mlflow.MlflowClient`; nothing uses MLflow's global
 "active run", so trainers running side by side in one process cannot log into each other's runs.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,8 +27,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from qroll.config import canonical_json
-from qroll.errors import ExperimentNotFoundError, LoadObjectError, QrollError, RecordError
-from qroll.home import qroll_home
+from qroll.errors import LoadObjectError, QrollError, RecordError
 from qroll.record.store import (
     MAX_PARAM_LEN,
     MAX_TAG_LEN,
@@ -39,9 +37,6 @@ from qroll.record.store import (
     TERMINAL,
     chunks,
     clip,
-    connect,
-    error_code,
-    mask_credentials,
     ms_to_dt,
     now_ms,
     one_line,
@@ -53,7 +48,9 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-__all__ = ["DEFAULT_REC_NAME", "ExpManager", "Experiment", "Recorder", "mask_credentials"]
+    from qroll.record.manager import ExpManager
+
+__all__ = ["DEFAULT_REC_NAME", "Recorder"]
 
 logger = logging.getLogger(__name__)
 
@@ -388,280 +385,11 @@ _SHARED: dict[tuple[str, str | None], ExpManager] = {}
 
 
 def _restore_recorder(uri: str, artifact_root: str | None, run_id: str) -> Recorder:
+    from qroll.record.manager import ExpManager
+
     manager = _SHARED.get((uri, artifact_root))
     if manager is None:
         manager = _SHARED[(uri, artifact_root)] = ExpManager(uri, artifact_root)
     with manager._store("get_run"):
         run = manager.client.get_run(run_id)
     return Recorder(manager, run)
-
-
-# -- experiment ------------------------------------------------------------------------------------
-
-
-def _quote(value: str) -> str | None:
-    # MLflow's filter parser strips the outer quotes and has no escapes.
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    return None
-
-
-class Experiment:
-    """An MLflow experiment: a named set of recorders (Qlib's ``MLflowExperiment``)."""
-
-    def __init__(self, manager: ExpManager, experiment_id: str, name: str) -> None:
-        self.manager, self.id, self.name = manager, experiment_id, name
-
-    def __repr__(self) -> str:
-        return f"Experiment(id={self.id!r}, name={self.name!r}, uri={self.manager.display_uri!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Experiment) and (other.id, other.manager.uri) == (self.id, self.manager.uri)
-
-    def __hash__(self) -> int:
-        return hash((self.id, self.manager.uri))
-
-    def start_recorder(
-        self, recorder_name: str | None = None, tags: Mapping[str, Any] | None = None
-    ) -> Recorder:
-        """Start a RUNNING recorder (an MLflow run) named ``recorder_name`` (Qlib's default name if None)."""
-        clean = {key: clip(value, MAX_TAG_LEN) for key, value in (tags or {}).items()}
-        with self.manager._store(f"starting a run in experiment {self.name!r}"):
-            run = self.manager.client.create_run(
-                self.id, tags=clean, run_name=recorder_name or DEFAULT_REC_NAME
-            )
-        return Recorder(self.manager, run)
-
-    def get_recorder(self, recorder_id: str) -> Recorder:
-        """The recorder with run id ``recorder_id``; a :class:`RecordError` if this experiment has none."""
-        try:
-            with quiet():
-                run = self.manager.client.get_run(recorder_id)
-        except Exception as exc:  # MLflow's RESOURCE_DOES_NOT_EXIST and store errors
-            raise RecordError(
-                f"experiment {self.name!r} has no recorder {recorder_id!r} "
-                f"({scrub(one_line(exc), self.manager.uri)}); list them with list_recorders()"
-            ) from exc
-        if run.info.experiment_id != self.id or run.info.lifecycle_stage != "active":
-            raise RecordError(
-                f"recorder {recorder_id!r} is not an active run of experiment {self.name!r} "
-                f"(it is in experiment {run.info.experiment_id}, {run.info.lifecycle_stage})"
-            )
-        return Recorder(self.manager, run)
-
-    def delete_recorder(self, recorder_id: str) -> None:
-        """Delete (soft-delete, as MLflow does) the recorder with run id ``recorder_id``."""
-        with self.manager._store(f"deleting run {recorder_id!r}"):
-            self.manager.client.delete_run(recorder_id)
-
-    def list_recorders(
-        self,
-        status: set[str] | None = None,
-        tags: Mapping[str, str] | None = None,
-        filter_string: str = "",
-        max_results: int | None = None,
-    ) -> list[Recorder]:
-        """Active recorders, newest first (start time descending, then run id), filtered in the store.
-
-        Parameters
-        ----------
-        status : set of str, optional
-            Keep runs with one of these statuses, e.g. ``{"FINISHED"}``.
-        tags : dict, optional
-            Keep runs whose tags have exactly these values, e.g. ``{"qroll.task_hash": h}``.
-        filter_string : str
-            An extra MLflow search filter, joined with ``AND``.
-        max_results : int, optional
-            Stop after this many; by default every matching run, page by page.
-
-        Returns
-        -------
-        list of Recorder
-            With tags, params and metrics filled in from the listing (no further store calls).
-        """
-        clauses = [filter_string] if filter_string.strip() else []
-        if status is not None:
-            unknown = sorted(set(status) - set(STATUSES))
-            if unknown:
-                raise RecordError(f"status {unknown} is not a run status: use some of {list(STATUSES)}")
-            if not status:
-                return []
-            # MLflow's filter has no IN for status; the statuses are few, so a set is the
-            # complement of the others.
-            if len(status) == 1:
-                clauses.append(f"attributes.status = '{next(iter(status))}'")
-            else:
-                clauses.extend(f"attributes.status != '{s}'" for s in STATUSES if s not in status)
-        local: dict[str, str] = {}  # tags MLflow's filter syntax cannot express, checked here
-        for key, value in (tags or {}).items():
-            quoted = _quote(str(value))
-            if quoted is None or "`" in key:
-                local[key] = str(value)
-            else:
-                clauses.append(f"tags.`{key}` = {quoted}")
-        from mlflow.entities import ViewType
-
-        found: list[Recorder] = []
-        seen: set[str] = set()
-        token: str | None = None
-        while max_results is None or len(found) < max_results:
-            with self.manager._store(f"listing runs of experiment {self.name!r}"):
-                page = self.manager.client.search_runs(
-                    [self.id], filter_string=" AND ".join(clauses), run_view_type=ViewType.ACTIVE_ONLY,
-                    max_results=self.manager.page_size, order_by=["attributes.start_time DESC"],
-                    page_token=token,
-                )
-            for run in page:
-                # Offset paging can repeat a run when others start meanwhile; keep the first.
-                if run.info.run_id in seen or any(run.data.tags.get(k) != v for k, v in local.items()):
-                    continue
-                seen.add(run.info.run_id)
-                found.append(Recorder(self.manager, run))
-            token = page.token
-            if not token:
-                break
-        return found if max_results is None else found[:max_results]
-
-
-# -- manager ---------------------------------------------------------------------------------------
-
-
-class ExpManager:
-    """The experiments of one MLflow tracking store (Qlib's ``MLflowExpManager``, minus globals).
-
-    Parameters
-    ----------
-    uri : str, optional
-        An MLflow tracking URI: ``sqlite:///path.db``, ``postgresql://user:pw@host/db``,
-        ``http://host:5000``. Default ``sqlite:///<home>/mlflow.db`` (the folder is created).
-    artifact_root : str, optional
-        Where new experiments keep artifacts (a folder or an artifact URI). Default: the
-        ``artifacts`` folder beside a SQLite file (``<home>/artifacts`` for the default store),
-        ``<home>/artifacts`` for other databases, the server's choice for ``http(s)://``. Machines
-        sharing a PostgreSQL store need a shared ``artifact_root``.
-    home : path, optional
-        The qroll home (see :func:`qroll.home.qroll_home`), for the defaults.
-
-    Raises
-    ------
-    TrackingError
-        If the store cannot be reached or opened; raised within seconds, never after minutes of
-        retries. The message names the URI with its password masked.
-
-    Attributes
-    ----------
-    uri : str
-        The tracking URI (with credentials: never print it; ``display_uri`` is masked).
-    client : mlflow.MlflowClient
-        This manager's own client.
-    page_size : int
-        Runs fetched per search call when listing (MLflow allows up to 50,000).
-    """
-
-    page_size: int = 1000
-
-    def __init__(self, uri: str | None = None, artifact_root: str | None = None, home: Any = None) -> None:
-        if uri is None:
-            root = qroll_home(home).resolve()
-            root.mkdir(parents=True, exist_ok=True)
-            uri = f"sqlite:///{root / 'mlflow.db'}"
-            if artifact_root is None:
-                artifact_root = str(root / "artifacts")
-        elif artifact_root is None and uri.startswith("sqlite:///"):
-            # MLflow's default for database stores is ./mlruns in the *current directory*; keep a
-            # SQLite store's artifacts beside its file instead, wherever the process runs.
-            artifact_root = str(Path(uri[len("sqlite:///"):]).expanduser().resolve().parent / "artifacts")
-        elif artifact_root is None and not uri.startswith(("http://", "https://", "databricks")):
-            # Other databases (PostgreSQL, ...): under the qroll home, never the current directory.
-            # Many machines sharing one store need a shared artifact_root (an artifact URI).
-            artifact_root = str(qroll_home(home).resolve() / "artifacts")
-        if artifact_root is not None and "://" not in artifact_root:
-            artifact_root = str(Path(artifact_root).expanduser().resolve())
-        self.uri = uri
-        self.display_uri = mask_credentials(uri)
-        self.artifact_root = artifact_root
-        self.client = connect(uri, self.display_uri)
-
-    def __repr__(self) -> str:
-        return f"ExpManager(uri={self.display_uri!r}, artifact_root={self.artifact_root!r})"
-
-    @contextmanager
-    def _store(self, action: str) -> Iterator[None]:
-        try:
-            with quiet():
-                yield
-        except QrollError:
-            raise
-        except Exception as exc:  # MLflow's and its stores' errors, at the boundary
-            raise RecordError(f"{action} failed in {self.display_uri}: {self._why(exc)}") from exc
-
-    def _why(self, exc: BaseException) -> str:
-        return scrub(one_line(exc), self.uri)
-
-    def _artifact_location(self, name: str) -> str | None:
-        if self.artifact_root is None:
-            return None
-        # A readable folder per experiment; runs below it are keyed by run id, so similar names
-        # that map to the same folder cannot collide.
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
-        return f"{self.artifact_root.rstrip('/')}/{slug[:100]}"
-
-    def get_exp(self, name: str, create: bool = True) -> Experiment:
-        """The experiment called ``name``, created when missing unless ``create=False``.
-
-        Raises
-        ------
-        ExperimentNotFoundError
-            With ``create=False`` when there is no such experiment.
-        """
-        with self._store(f"looking up experiment {name!r}"):
-            exp = self.client.get_experiment_by_name(name)
-        if exp is not None and exp.lifecycle_stage != "active":
-            raise RecordError(
-                f"experiment {name!r} (id {exp.experiment_id}) is deleted; restore it with "
-                f"`mlflow experiments restore --experiment-id {exp.experiment_id}` or pick another name"
-            )
-        if exp is not None:
-            return Experiment(self, exp.experiment_id, exp.name)
-        if not create:
-            names = [e.name for e in self.list_experiments()]
-            raise ExperimentNotFoundError(
-                f"no experiment named {name!r} in {self.display_uri}; existing: {names[:30]}"
-                f"{' ...' if len(names) > 30 else ''}; check the name or pass create=True"
-            )
-        try:
-            with quiet():
-                exp_id = self.client.create_experiment(name, artifact_location=self._artifact_location(name))
-        except Exception as exc:  # MLflow's RESOURCE_ALREADY_EXISTS when another process won the race
-            if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
-                raise RecordError(
-                    f"creating experiment {name!r} failed in {self.display_uri}: {self._why(exc)}"
-                ) from exc
-            return self.get_exp(name, create=False)
-        return Experiment(self, exp_id, name)
-
-    def list_experiments(self) -> list[Experiment]:
-        """Every active experiment of the store (MLflow's ``Default`` included)."""
-        out: list[Experiment] = []
-        token: str | None = None
-        while True:
-            with self._store("listing experiments"):
-                page = self.client.search_experiments(max_results=self.page_size, page_token=token)
-            out.extend(Experiment(self, e.experiment_id, e.name) for e in page)
-            token = page.token
-            if not token:
-                return out
-
-    def delete_exp(self, name: str) -> None:
-        """Delete (soft-delete, as MLflow does) the experiment called ``name``.
-
-        Raises
-        ------
-        ExperimentNotFoundError
-            If there is no such experiment.
-        """
-        exp = self.get_exp(name, create=False)
-        with self._store(f"deleting experiment {name!r}"):
-            self.client.delete_experiment(exp.id)

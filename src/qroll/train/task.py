@@ -16,7 +16,7 @@ from qroll.config import fill_placeholder, init_instance_by_config, resolve_clas
 from qroll.data.dataset import DatasetH
 from qroll.errors import ConfigError, RecordError
 from qroll.models.base import Model
-from qroll.record.recorder import ExpManager, Recorder
+from qroll.record import ExpManager, Recorder
 from qroll.record.tags import task_tags
 
 __all__ = ["begin_task_train", "check_task", "end_task_train", "flatten_task", "task_train"]

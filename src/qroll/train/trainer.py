@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from qroll.config import task_hash
 from qroll.errors import TrainingError
-from qroll.record.recorder import ExpManager, Recorder
+from qroll.record import ExpManager, Recorder
 from qroll.record.tags import STATUS_BEGIN, STATUS_END, STATUS_KEY, TAG_HASH
 from qroll.train.task import begin_task_train, end_task_train, task_train
 
