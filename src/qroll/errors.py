@@ -20,6 +20,12 @@ what to do; the command line prints it as one line and exits with status 2.
     ├── ModelError             a model that cannot be fitted or used (no data, not fitted, bad loss)
     ├── CollectError           recorders whose results cannot be collected or grouped
     ├── TrainingError          tasks that failed to train (carries the failures and the other runs)
+    ├── PoolError              the task pool cannot be used as asked
+    │   ├── PoolConnectionError a pool URL that is unreachable, malformed or of an unknown scheme
+    │   ├── PoolSchemaError    a pool database written by a schema version this qroll cannot use
+    │   ├── PoolQueryError     a pool query on an unknown field or with an unknown operator
+    │   ├── LeaseLostError     a commit, return or heartbeat by a worker that lost the task's lease
+    │   └── PoolTimeoutError   ``wait()`` ran out of time with tasks still waiting or running
     └── DataError              market data that cannot be read (a source, a file, a column)
         ├── DataNotFoundError  a data directory, file, market or column that does not exist
         ├── DataFormatError    a data file whose content is malformed (a bad .bin, a duplicate row)
@@ -36,6 +42,12 @@ what to do; the command line prints it as one line and exits with status 2.
 from __future__ import annotations
 
 __all__ = [
+    "LeaseLostError",
+    "PoolConnectionError",
+    "PoolError",
+    "PoolQueryError",
+    "PoolSchemaError",
+    "PoolTimeoutError",
     "ExperimentNotFoundError",
     "LoadObjectError",
     "RecordError",
@@ -178,3 +190,27 @@ class LoadObjectError(RecordError):
 
 class RecordSkippedWarning(UserWarning):
     """A record found no data to work on (an empty or missing label) and wrote nothing."""
+
+
+class PoolError(QrollError):
+    """The task pool cannot be used as asked."""
+
+
+class PoolConnectionError(PoolError):
+    """The task pool database cannot be reached: check the pool URL."""
+
+
+class PoolSchemaError(PoolError):
+    """The task pool database has a schema version this qroll cannot use."""
+
+
+class PoolQueryError(PoolError):
+    """The task pool query uses an unknown field or operator."""
+
+
+class LeaseLostError(PoolError):
+    """The worker no longer holds the task's lease; another worker may be running it."""
+
+
+class PoolTimeoutError(PoolError):
+    """Waiting for the task pool timed out with tasks still waiting or running."""

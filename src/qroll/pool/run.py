@@ -1,0 +1,134 @@
+"""``run_task``: a worker loop over a pool, Qlib's arguments, with leases and kept failures."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from qroll.errors import LeaseLostError, NotSerializableError, PoolError
+from qroll.pool.manager import DEFAULT_LEASE_SECONDS, Heartbeat, TaskManager
+from qroll.pool.records import TaskStatus
+
+__all__ = ["run_task"]
+
+logger = logging.getLogger("qroll.pool")
+
+# (before_status, after_status) → what task_func receives, as in Qlib's run_task.
+TRANSITIONS = {
+    ("waiting", "done"): "def",
+    ("waiting", "part_done"): "def",
+    ("part_done", "part_done"): "res",
+    ("part_done", "done"): "res",
+}
+
+
+def _call_in_fresh_process(task_func: Callable[..., Any], param: Any, kwargs: Mapping[str, Any]) -> Any:
+    # "spawn" whatever the platform's default: a forked child would inherit the pool connection,
+    # the heartbeat thread and any library state, and forking a threaded process can deadlock.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as executor:
+        return executor.submit(task_func, param, **kwargs).result()
+
+
+def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, Any] | None = None,
+             force_release: bool = False, before_status: str = "waiting", after_status: str = "done",
+             *, url: str | None = None, lease_seconds: float = DEFAULT_LEASE_SECONDS,
+             **kwargs: Any) -> bool:
+    """Claim, run and commit tasks of a pool until none in ``before_status`` is left.
+
+    Parameters
+    ----------
+    task_func : callable
+        ``task_func(param, **kwargs) -> result``; ``param`` is the task's ``def`` when
+        ``before_status="waiting"`` and its ``res`` when ``"part_done"``. The result must be JSON
+        (e.g. ``{"recorder_id": ..., "experiment": ...}``). With ``force_release`` it must be
+        importable by name (a module-level function).
+    task_pool : str
+        The pool's name.
+    query : dict, optional
+        Only tasks matching it (see :meth:`TaskManager.query`).
+    force_release : bool, default False
+        Run each task in a fresh process (``spawn``, so it works under any start method) that
+        exits afterwards, handing back all its memory.
+    before_status, after_status : str
+        One of Qlib's transitions: waiting→done, waiting→part_done, part_done→part_done,
+        part_done→done.
+    url : str, optional
+        The pool database (default ``sqlite:///<qroll_home()>/pool.db``).
+    lease_seconds : float, default 60
+        The lease; a heartbeat thread renews it every third of it while the task runs.
+    **kwargs
+        Passed to ``task_func``.
+
+    Returns
+    -------
+    bool
+        Whether at least one task was committed.
+
+    Notes
+    -----
+    A task whose ``task_func`` raises is recorded (message and traceback, one attempt) and goes
+    back to ``before_status``, or to ``failed`` after its ``max_attempts``; the loop goes on with
+    the next task (and does not take that one again in this call, leaving the retry to another
+    worker or a later call), unlike Qlib's, which re-raises and stops. ``KeyboardInterrupt`` returns the task
+    without using an attempt and propagates. A result that is not JSON counts as a failure. If the
+    lease was lost meanwhile (another worker now holds the task), the result is dropped with a
+    warning.
+
+    Raises
+    ------
+    PoolError
+        An unsupported transition.
+    """
+    key = (TaskStatus(before_status).value, TaskStatus(after_status).value)
+    if key not in TRANSITIONS:
+        raise PoolError(f"run_task cannot move tasks {before_status}→{after_status}: use one of "
+                        + ", ".join(f"{a}→{b}" for a, b in TRANSITIONS))
+    field = TRANSITIONS[key]
+    ever_run = False
+    failed_here: list[int] = []  # tasks this call saw fail: left to other workers or a later call
+    with TaskManager(task_pool, url, lease_seconds=lease_seconds) as tm:
+        while True:
+            claim_query = dict(query or {})
+            if failed_here and "_id" not in claim_query:
+                claim_query["_id"] = {"$nin": failed_here}
+            task = tm.fetch_task(query=claim_query, status=before_status)
+            if task is None:
+                return ever_run
+            logger.info("running task %s of pool %r", task["_id"], task_pool)
+            try:
+                with Heartbeat(tm, task):
+                    if force_release:
+                        res = _call_in_fresh_process(task_func, task[field], kwargs)
+                    else:
+                        res = task_func(task[field], **kwargs)
+                tm.commit_task_res(task, res, status=after_status)
+                ever_run = True
+            except KeyboardInterrupt:
+                _give_back(tm, task, before_status)
+                raise
+            except LeaseLostError as exc:
+                logger.warning("%s", exc)
+            except Exception as exc:  # a task's failure is recorded; the worker goes on
+                failed_here.append(int(task["_id"]))
+                _record(tm, task, exc, before_status)
+
+
+def _give_back(tm: TaskManager, task: dict[str, Any], status: str) -> None:
+    with contextlib.suppress(LeaseLostError):
+        tm.return_task(task, status=status)
+
+
+def _record(tm: TaskManager, task: dict[str, Any], exc: Exception, status: str) -> None:
+    if isinstance(exc, NotSerializableError):
+        exc = NotSerializableError(f"the task's result cannot be stored: {exc}; return JSON values "
+                                   "such as the recorder id")
+    try:
+        new = tm.record_failure(task, exc, status=status)
+        logger.warning("task %s failed (%s): %s", task["_id"], new, exc)
+    except LeaseLostError:
+        logger.warning("task %s failed after its lease was lost: %s", task["_id"], exc)

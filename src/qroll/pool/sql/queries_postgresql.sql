@@ -1,0 +1,116 @@
+-- Named queries of the task pool, PostgreSQL dialect. Same names as queries_sqlite.sql (a unit
+-- test checks). Values are always bound (%(name)s); {where} is replaced by a filter built from
+-- fragment_* below, which hold placeholders only, never values.
+
+-- name: fragment_param
+%({name})s
+
+-- name: fragment_json_path
+(def #> {param}::text[])
+
+-- name: fragment_json_value
+{param}::jsonb
+
+-- name: meta_create
+CREATE TABLE IF NOT EXISTS qroll_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+-- name: meta_version
+SELECT value FROM qroll_meta WHERE key = 'schema_version';
+
+-- name: meta_set_version
+INSERT INTO qroll_meta (key, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: insert
+INSERT INTO qroll_tasks (pool, task_hash, def, status, priority, max_attempts, created, updated)
+VALUES (%(pool)s, %(task_hash)s, %(def)s::jsonb, 'waiting', %(priority)s, %(max_attempts)s,
+        %(now)s, %(now)s)
+ON CONFLICT (pool, task_hash) DO NOTHING
+RETURNING id;
+
+-- name: find_by_hash
+SELECT id, status FROM qroll_tasks WHERE pool = %(pool)s AND task_hash = %(task_hash)s;
+
+-- name: retry_failed
+UPDATE qroll_tasks
+SET status = 'waiting', attempts = 0, lease_owner = NULL, lease_expires = NULL, claimed_from = NULL,
+    updated = %(now)s
+WHERE id = %(id)s AND status = 'failed';
+
+-- name: requeue_expired
+UPDATE qroll_tasks AS t
+SET status = CASE WHEN t.attempts + 1 >= t.max_attempts THEN 'failed'
+                  ELSE COALESCE(t.claimed_from, 'waiting') END,
+    attempts = t.attempts + 1,
+    last_error = 'the lease of ' || t.lease_owner || ' expired at ' || t.lease_expires::text
+                 || ': its worker stopped renewing it (killed, out of memory or cut off)',
+    lease_owner = NULL, lease_expires = NULL, updated = %(now)s
+WHERE t.id IN (SELECT id FROM qroll_tasks
+               WHERE pool = %(pool)s AND status = 'running' AND lease_expires < %(now)s
+               FOR UPDATE SKIP LOCKED);
+
+-- name: claim
+-- One round trip: requeue expired leases, then take the best task. The requeue's rows become
+-- claimable from the next claim on (one statement sees one snapshot).
+WITH requeued AS (
+    UPDATE qroll_tasks AS r
+    SET status = CASE WHEN r.attempts + 1 >= r.max_attempts THEN 'failed'
+                      ELSE COALESCE(r.claimed_from, 'waiting') END,
+        attempts = r.attempts + 1,
+        last_error = 'the lease of ' || r.lease_owner || ' expired at ' || r.lease_expires::text
+                     || ': its worker stopped renewing it (killed, out of memory or cut off)',
+        lease_owner = NULL, lease_expires = NULL, updated = %(now)s
+    WHERE r.id IN (SELECT id FROM qroll_tasks
+                   WHERE pool = %(pool)s AND status = 'running' AND lease_expires < %(now)s
+                   FOR UPDATE SKIP LOCKED)
+    RETURNING r.id
+), picked AS (
+    SELECT id FROM qroll_tasks WHERE pool = %(pool)s AND status = %(status)s::text {where}
+    ORDER BY priority DESC, id LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE qroll_tasks AS t
+SET status = 'running', claimed_from = t.status, lease_owner = %(owner)s,
+    lease_expires = %(lease_until)s, updated = %(now)s
+FROM picked WHERE t.id = picked.id
+RETURNING t.*;
+
+-- name: heartbeat
+UPDATE qroll_tasks SET lease_expires = %(lease_until)s, updated = %(now)s
+WHERE id = %(id)s AND pool = %(pool)s AND status = 'running' AND lease_owner = %(owner)s
+RETURNING id;
+
+-- name: finish
+UPDATE qroll_tasks
+SET status = CASE WHEN %(count_attempt)s::int = 1 AND attempts + 1 >= max_attempts THEN 'failed'
+                  ELSE %(status)s::text END,
+    attempts = attempts + %(count_attempt)s::int,
+    result = CASE WHEN %(set_result)s::int = 1 THEN %(result)s::jsonb ELSE result END,
+    last_error = CASE WHEN %(count_attempt)s::int = 1 THEN %(error)s::text ELSE last_error END,
+    last_traceback = CASE WHEN %(count_attempt)s::int = 1 THEN %(traceback)s::text
+                          ELSE last_traceback END,
+    lease_owner = NULL, lease_expires = NULL, updated = %(now)s
+WHERE id = %(id)s AND pool = %(pool)s AND status = 'running' AND lease_owner = %(owner)s
+RETURNING *;
+
+-- name: select
+SELECT * FROM qroll_tasks WHERE pool = %(pool)s {where} ORDER BY id;
+
+-- name: stats
+SELECT status, COUNT(*) AS n FROM qroll_tasks WHERE pool = %(pool)s {where} GROUP BY status;
+
+-- name: set_status
+UPDATE qroll_tasks
+SET attempts = CASE WHEN status = 'failed' AND %(status)s::text <> 'failed' THEN 0 ELSE attempts END,
+    status = %(status)s::text, lease_owner = NULL, lease_expires = NULL, claimed_from = NULL,
+    updated = %(now)s
+WHERE pool = %(pool)s {where};
+
+-- name: set_priority
+UPDATE qroll_tasks SET priority = %(priority)s, updated = %(now)s WHERE pool = %(pool)s {where};
+
+-- name: delete
+DELETE FROM qroll_tasks WHERE pool = %(pool)s {where};
+
+-- name: pools
+SELECT DISTINCT pool FROM qroll_tasks ORDER BY pool;

@@ -1,0 +1,24 @@
+-- The task pool's schema, SQLite dialect; version 1 (qroll.pool.backend.SCHEMA_VERSION).
+-- Times are UTC ISO-8601 text with microseconds, so that text order is time order.
+CREATE TABLE IF NOT EXISTS qroll_tasks (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    pool           TEXT    NOT NULL,
+    task_hash      TEXT    NOT NULL,
+    def            TEXT    NOT NULL,            -- the task definition, canonical JSON
+    status         TEXT    NOT NULL DEFAULT 'waiting'
+                   CHECK (status IN ('waiting', 'running', 'part_done', 'done', 'failed')),
+    priority       INTEGER NOT NULL DEFAULT 0,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    max_attempts   INTEGER NOT NULL DEFAULT 3,
+    lease_owner    TEXT,
+    lease_expires  TEXT,
+    claimed_from   TEXT,
+    created        TEXT    NOT NULL,
+    updated        TEXT    NOT NULL,
+    result         TEXT,                        -- JSON
+    last_error     TEXT,
+    last_traceback TEXT,
+    UNIQUE (pool, task_hash)
+);
+CREATE INDEX IF NOT EXISTS qroll_tasks_claim ON qroll_tasks (pool, status, priority DESC, id);
+CREATE INDEX IF NOT EXISTS qroll_tasks_lease ON qroll_tasks (pool, status, lease_expires);
