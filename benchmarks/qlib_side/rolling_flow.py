@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -76,7 +75,8 @@ def main() -> None:
     from qlib.workflow.task.collect import RecorderCollector
     from qlib.workflow.task.gen import RollingGen, task_generator
 
-    tmp = Path(tempfile.mkdtemp(prefix="qlib-rolling-"))
+    tmp = out / "store"  # the caller's (temporary) folder: removed with it
+    tmp.mkdir(exist_ok=True)
     uri = f"sqlite:///{tmp}/mlflow.db" if spec["tracking"] == "sqlite" else f"file:{tmp}/mlruns"
     t_init = time.perf_counter()
     qlib.init(
