@@ -4,7 +4,8 @@ Differences from Qlib (``qlib/workflow/task/manage.py``), each on purpose:
 
 - a claim sets a **lease** (``lease_seconds``) that the worker renews (:meth:`TaskManager.heartbeat`,
   :class:`Heartbeat`); a task whose lease expired goes back to the status it was fetched from, or
-  to ``failed`` after ``max_attempts``; every claim and :meth:`~TaskManager.wait` requeue them;
+  to ``failed`` after ``max_attempts``; claims requeue them at most every quarter lease (and
+  whenever a claim finds nothing), :meth:`~TaskManager.wait` on every poll;
 - :meth:`~TaskManager.commit_task_res` and :meth:`~TaskManager.return_task` are **fenced**: only the
   holder of the current lease may end it (:class:`~qroll.errors.LeaseLostError` otherwise);
 - everything is JSON, never pickle: ``def`` comes back as JSON values (tuples are lists, dates ISO
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import itertools
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
 import traceback as tb_module
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -79,7 +81,8 @@ class TaskManager:
     clock : callable, optional
         Returns the current UTC time; default :func:`qroll.clock.utcnow`. Tests freeze it.
     worker_id : str, optional
-        Names this worker in leases; default ``host:pid``. Each claim adds a unique suffix.
+        Names this worker in leases; default ``host:pid``. Each claim adds a unique suffix (a
+        random per-manager token and a counter), so a re-claim never reuses a stale lease.
 
     Raises
     ------
@@ -120,6 +123,10 @@ class TaskManager:
         self.clock = clock or utcnow
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.backend: PoolBackend = open_backend(self.url)
+        self._token = secrets.token_hex(4)
+        self._claims = itertools.count(1)
+        # When (by self.clock) claims next requeue expired leases; None: at the next claim.
+        self._next_requeue: dt.datetime | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def _now(self) -> dt.datetime:
@@ -189,7 +196,8 @@ class TaskManager:
     def fetch_task(self, query: Query | None = None, status: str = STATUS_WAITING) -> dict[str, Any] | None:
         """Claim the best task in ``status`` matching ``query``: it becomes ``running``, leased.
 
-        Expired leases are requeued first. Higher priority first, then the oldest.
+        Expired leases are requeued first (at most every ``lease_seconds / 4``, and always when
+        nothing else is claimable). Higher priority first, then the oldest.
 
         Returns
         -------
@@ -200,9 +208,21 @@ class TaskManager:
             renew with :meth:`heartbeat`.
         """
         now = self._now()
-        owner = f"{self.worker_id}:{uuid.uuid4().hex[:12]}"
-        task = self.backend.claim(self.task_pool, query, status=TaskStatus(status).value, owner=owner,
-                                  now=now, lease_until=self._lease_until(now))
+        owner = f"{self.worker_id}:{self._token}{next(self._claims):x}"
+        status = TaskStatus(status).value
+        # Requeueing scans the running tasks; doing it on every claim cost a statement (or a
+        # transaction) per task. A lease expires only lease_seconds after its last renewal, so
+        # requeueing every quarter lease delays a retry by at most that much, and a claim that
+        # finds nothing requeues at once (so an idle worker never waits on a dead one's lease).
+        due = self._next_requeue is None or now >= self._next_requeue
+        if due:
+            self._next_requeue = now + dt.timedelta(seconds=self.lease_seconds / 4)
+        lease_until = self._lease_until(now)
+        task = self.backend.claim(self.task_pool, query, status=status, owner=owner, now=now,
+                                  lease_until=lease_until, requeue=due)
+        if task is None and not due and self.requeue_expired():
+            task = self.backend.claim(self.task_pool, query, status=status, owner=owner, now=now,
+                                      lease_until=lease_until, requeue=False)
         return None if task is None else task.to_dict()
 
     @contextmanager

@@ -92,8 +92,9 @@ class SQLiteBackend(SQLBackend):
         conn = self._conn
 
         def run(name: str | None, params: dict[str, Any], where: str = "",
-                sql: str | None = None) -> list[dict[str, Any]]:
-            cur = conn.execute(sql if sql is not None else self.dialect.query(name or "", where), params)
+                sql: str | None = None, **parts: str) -> list[dict[str, Any]]:
+            cur = conn.execute(sql if sql is not None else self.dialect.query(name or "", where, **parts),
+                               params)
             if cur.description is None:
                 return [{}] * max(cur.rowcount, 0)
             return [dict(row) for row in cur.fetchall()]

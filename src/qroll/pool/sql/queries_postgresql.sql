@@ -50,21 +50,10 @@ WHERE t.id IN (SELECT id FROM qroll_tasks
                FOR UPDATE SKIP LOCKED);
 
 -- name: claim
--- One round trip: requeue expired leases, then take the best task. The requeue's rows become
--- claimable from the next claim on (one statement sees one snapshot).
-WITH requeued AS (
-    UPDATE qroll_tasks AS r
-    SET status = CASE WHEN r.attempts + 1 >= r.max_attempts THEN 'failed'
-                      ELSE COALESCE(r.claimed_from, 'waiting') END,
-        attempts = r.attempts + 1,
-        last_error = 'the lease of ' || r.lease_owner || ' expired at ' || r.lease_expires::text
-                     || ': its worker stopped renewing it (killed, out of memory or cut off)',
-        lease_owner = NULL, lease_expires = NULL, updated = %(now)s
-    WHERE r.id IN (SELECT id FROM qroll_tasks
-                   WHERE pool = %(pool)s AND status = 'running' AND lease_expires < %(now)s
-                   FOR UPDATE SKIP LOCKED)
-    RETURNING r.id
-), picked AS (
+-- One statement, so atomic in autocommit mode. {claim_from} is empty, or (async_claims=1 in the
+-- URL) a one-row subquery that sets synchronous_commit off for this transaction only: the claim
+-- then does not wait for its WAL flush (see postgres.py for why losing a claim is safe).
+WITH picked AS (
     SELECT id FROM qroll_tasks WHERE pool = %(pool)s AND status = %(status)s::text {where}
     ORDER BY priority DESC, id LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -72,7 +61,7 @@ WITH requeued AS (
 UPDATE qroll_tasks AS t
 SET status = 'running', claimed_from = t.status, lease_owner = %(owner)s,
     lease_expires = %(lease_until)s, updated = %(now)s
-FROM picked WHERE t.id = picked.id
+FROM picked{claim_from} WHERE t.id = picked.id
 RETURNING t.*;
 
 -- name: heartbeat
@@ -114,3 +103,6 @@ DELETE FROM qroll_tasks WHERE pool = %(pool)s {where};
 
 -- name: pools
 SELECT DISTINCT pool FROM qroll_tasks ORDER BY pool;
+
+-- name: analyze
+ANALYZE qroll_tasks;

@@ -91,3 +91,6 @@ DELETE FROM qroll_tasks WHERE pool = :pool {where};
 
 -- name: pools
 SELECT DISTINCT pool FROM qroll_tasks ORDER BY pool;
+
+-- name: analyze
+ANALYZE qroll_tasks;

@@ -20,4 +20,5 @@ CREATE TABLE IF NOT EXISTS qroll_tasks (
     UNIQUE (pool, task_hash)
 );
 CREATE INDEX IF NOT EXISTS qroll_tasks_claim ON qroll_tasks (pool, status, priority DESC, id);
-CREATE INDEX IF NOT EXISTS qroll_tasks_lease ON qroll_tasks (pool, status, lease_expires);
+-- Only running tasks have a lease: a partial index stays small and is not written by other moves.
+CREATE INDEX IF NOT EXISTS qroll_tasks_lease ON qroll_tasks (pool, lease_expires) WHERE status = 'running';
