@@ -54,11 +54,14 @@ from qroll.errors import (
     ExpressionError,
     FeatureCacheWarning,
     LabelLeakWarning,
+    LeaseLostError,
     LoadObjectError,
     MissingFieldWarning,
     ModelError,
     NotSerializableError,
     OutOfCalendarError,
+    PoolError,
+    PoolTimeoutError,
     ProcessorError,
     QrollError,
     RecordError,
@@ -69,6 +72,7 @@ from qroll.errors import (
     TrainingError,
 )
 from qroll.models import LGBModel, LinearModel, Model
+from qroll.pool import TaskManager, run_task
 from qroll.record import Experiment, ExpManager, Recorder, SigAnaRecord, SignalRecord
 from qroll.tasks import (
     MultiHorizonGenBase,
@@ -78,7 +82,16 @@ from qroll.tasks import (
     task_generator,
     trunc_segments,
 )
-from qroll.train import DelayTrainerR, Trainer, TrainerR, begin_task_train, end_task_train, task_train
+from qroll.train import (
+    DelayTrainerR,
+    DelayTrainerRM,
+    Trainer,
+    TrainerR,
+    TrainerRM,
+    begin_task_train,
+    end_task_train,
+    task_train,
+)
 
 try:
     __version__ = _version("qroll")
@@ -103,6 +116,7 @@ __all__ = [
     "DataNotFoundError",
     "DatasetH",
     "DelayTrainerR",
+    "DelayTrainerRM",
     "DropnaFeature",
     "DropnaLabel",
     "Ensemble",
@@ -116,6 +130,7 @@ __all__ = [
     "Group",
     "LGBModel",
     "LabelLeakWarning",
+    "LeaseLostError",
     "LinearModel",
     "LoadObjectError",
     "MergeCollector",
@@ -126,6 +141,8 @@ __all__ = [
     "MultiHorizonGenBase",
     "NotSerializableError",
     "OutOfCalendarError",
+    "PoolError",
+    "PoolTimeoutError",
     "ProcessInf",
     "ProcessorError",
     "QlibBinSource",
@@ -146,11 +163,13 @@ __all__ = [
     "TableSource",
     "TaskGen",
     "TaskGenError",
+    "TaskManager",
     "TimeAdjuster",
     "TrackingError",
     "TradingCalendar",
     "Trainer",
     "TrainerR",
+    "TrainerRM",
     "TrainingError",
     "ZScoreNorm",
     "__version__",
@@ -161,6 +180,7 @@ __all__ = [
     "init_instance_by_config",
     "load_config",
     "open_source",
+    "run_task",
     "task_generator",
     "task_hash",
     "task_train",

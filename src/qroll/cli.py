@@ -54,7 +54,8 @@ EXIT_FAILED_RUN = 1
 DEMO_CONFIG = Path(__file__).resolve().parent / "examples" / "synthetic_rolling.yaml"
 
 
-def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, tracking: str | None) -> int:
+def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, tracking: str | None,
+                    pool: str | None = None, workers: int | None = None) -> int:
     from dataclasses import replace
 
     from qroll.console import TrainingProgress, report_tables
@@ -63,7 +64,8 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
     from qroll.run_config import RunConfig
 
     cfg = RunConfig.from_file(cfg_path)
-    cfg = replace(cfg, experiment=experiment or cfg.experiment, tracking=tracking or cfg.tracking)
+    cfg = replace(cfg, experiment=experiment or cfg.experiment, tracking=tracking or cfg.tracking,
+                  pool=pool or cfg.pool, workers=workers or cfg.workers)
     out = _console()
     run = RollingExperiment(cfg)
     out.print(f"[bold]{cfg.experiment}[/]: tracking {run.exp_manager.display_uri}, data {cfg.data}")
@@ -86,7 +88,7 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_experiment(args.config, args.reset, args.experiment, args.tracking)
+    return _run_experiment(args.config, args.reset, args.experiment, args.tracking, args.pool, args.workers)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -173,6 +175,107 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from qroll.pool.worker import import_function, work
+
+    train_func = import_function(args.train_func) if args.train_func else None
+    work(args.pool, args.pool_name, experiment=args.experiment, tracking=args.tracking,
+         concurrency=args.concurrency, lease_seconds=args.lease_seconds, stop_when_empty=args.until_empty,
+         idle_poll=args.idle_poll, train_func=train_func)
+    return 0
+
+
+def _pool_query(args: argparse.Namespace) -> dict[str, object]:
+    from qroll.pool.admin import build_query
+
+    return build_query(args.status or (), args.id or (), args.where or ())
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from qroll.pool.admin import open_pool, remove_tasks, reset_running, retry_failed, task_rows
+
+    query = _pool_query(args)  # a bad filter fails before the database is opened
+    if args.pool_command == "remove" and not query and not args.all:
+        raise QrollError("remove needs a filter (--status, --id, --where) or --all to delete every task")
+    out = _console()
+    with open_pool(args.pool, args.pool_name) as tm:
+        if args.pool_command == "status":
+            stat = tm.task_stat(query)
+            table = Table(title=f"pool {args.pool_name}", header_style="bold")
+            table.add_column("status")
+            table.add_column("tasks", justify="right")
+            for status, n in sorted(stat.items()):
+                table.add_row(status, str(n))
+            table.add_row("[bold]total[/]", str(sum(stat.values())))
+            out.print(table)
+        elif args.pool_command == "list":
+            table = Table(title=f"pool {args.pool_name}", header_style="bold")
+            cols = ("id", "status", "attempts", "lease owner", "lease expires", "model", "test", "last error")
+            for col in cols:
+                table.add_column(col, justify="right" if col in ("id", "attempts") else "left")
+            for r in task_rows(tm, query):
+                table.add_row(str(r.id), r.status, f"{r.attempts}/{r.max_attempts}", r.lease_owner,
+                              r.lease_expires, r.model, r.test, r.last_error[:80])
+            out.print(table)
+        elif args.pool_command == "retry":
+            out.print(f"retry: {retry_failed(tm, query)} failed task(s) back to waiting")
+        elif args.pool_command == "reset":
+            n = reset_running(tm, query, all_running=args.all_running)
+            which = "running" if args.all_running else "running task(s) with an expired lease"
+            out.print(f"reset: {n} {which} back to waiting")
+        else:
+            out.print(f"remove: deleted {remove_tasks(tm, query, all=args.all)} task(s)")
+    return 0
+
+
+def _add_pool_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", metavar="URL",
+                        help="the pool database: sqlite:///path/pool.db or postgresql://... "
+                             "(default: the qroll home's pool.db)")
+    parser.add_argument("--pool-name", required=True, metavar="NAME",
+                        help="the pool (a pool trainer's experiment name)")
+
+
+def _add_pool_commands(sub: argparse._SubParsersAction) -> None:
+    worker = sub.add_parser("worker", help="train tasks from a pool until stopped (or until it is empty)")
+    _add_pool_args(worker)
+    worker.add_argument("--experiment", help="the MLflow experiment (default: the pool name)")
+    worker.add_argument("--tracking", metavar="URI", help="MLflow tracking URI (default: the qroll home's)")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="worker processes (default 1)")
+    worker.add_argument("--until-empty", action="store_true",
+                        help="exit once no task is waiting or running (default: keep polling)")
+    worker.add_argument("--lease-seconds", type=float, default=60.0, metavar="S",
+                        help="lease of a claimed task, renewed every third (default 60)")
+    worker.add_argument("--idle-poll", type=float, default=1.0, metavar="S",
+                        help="seconds between looks at an idle pool (default 1)")
+    worker.add_argument("--train-func", metavar="MODULE:FUNC",
+                        help="the training function (default qroll.train.task:task_train)")
+    worker.set_defaults(func=cmd_worker)
+
+    pool = sub.add_parser("pool", help="inspect and repair a task pool")
+    pool_sub = pool.add_subparsers(dest="pool_command", metavar="ACTION", required=True)
+    helps = {"status": "count the tasks by status", "list": "a table of the tasks",
+             "retry": "put failed tasks back to waiting",
+             "reset": "put running tasks whose lease expired back to waiting",
+             "remove": "delete tasks (needs a filter or --all)"}
+    for action, text in helps.items():
+        p = pool_sub.add_parser(action, help=text)
+        _add_pool_args(p)
+        p.add_argument("--status", action="append", help="only tasks in this status (repeatable)")
+        p.add_argument("--id", action="append", type=int, help="only this task id (repeatable)")
+        p.add_argument("--where", action="append", metavar="PATH=VALUE",
+                       help="only tasks whose definition has this value, e.g. model.class=LGBModel")
+        if action == "reset":
+            p.add_argument("--all-running", action="store_true",
+                           help="every running task, leases or not (their workers can no longer commit)")
+        if action == "remove":
+            p.add_argument("--all", action="store_true", help="allow removing every task of the pool")
+        p.set_defaults(func=cmd_pool)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qroll",
@@ -197,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--experiment", help="override the config's experiment name")
     run.add_argument("--tracking", metavar="URI", help="override the config's MLflow tracking URI")
+    run.add_argument("--pool", metavar="URL", help="train through a task pool at URL (TrainerRM)")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="processes training from the pool: this one and N-1 spawned (default 1)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser(
@@ -233,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     cache_sub.add_parser("info", help="list the entries").set_defaults(func=cmd_cache_info)
     cache_sub.add_parser("clear", help="delete every entry").set_defaults(func=cmd_cache_clear)
+    _add_pool_commands(sub)
     return parser
 
 

@@ -11,7 +11,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -25,6 +25,9 @@ from qroll.run_config import RunConfig
 from qroll.tasks.gen import task_generator
 from qroll.train.task import check_task
 from qroll.train.trainer import TrainerR, TrainProgress
+
+if TYPE_CHECKING:
+    from qroll.train.pool_trainer import TrainerRM
 
 __all__ = ["ExperimentReport", "MergedSignal", "RollingExperiment", "WindowResult", "experiment_report"]
 
@@ -192,17 +195,33 @@ class RollingExperiment:
         call_in_subproc: bool = False,
         tasks: list[dict[str, Any]] | None = None,
     ) -> list[Recorder]:
-        """Train every task not yet finished (TrainerR); raises TrainingError if any fails.
+        """Train every task not yet finished; raises TrainingError if any fails.
 
+        With the config's ``pool`` (a pool URL) the tasks go through a pool named after the
+        experiment (:class:`~qroll.train.pool_trainer.TrainerRM`): ``workers`` processes train,
+        this one and ``workers - 1`` spawned, and any ``qroll worker`` on that pool helps.
+        Otherwise :class:`TrainerR` trains them here, in order.
         ``tasks`` defaults to :meth:`check`'s; every template is checked before any run starts.
         """
         tasks = self.check() if tasks is None else tasks
-        trainer = TrainerR(
-            experiment_name=self.config.experiment,
-            exp_manager=self.exp_manager,
-            call_in_subproc=call_in_subproc,
-            progress=progress,
-        )
+        trainer: TrainerR | TrainerRM
+        if self.config.pool:
+            from qroll.train.pool_trainer import TrainerRM
+
+            trainer = TrainerRM(
+                experiment_name=self.config.experiment,
+                pool_url=self.config.pool,
+                exp_manager=self.exp_manager,
+                n_workers=self.config.workers - 1,
+                progress=progress,
+            )
+        else:
+            trainer = TrainerR(
+                experiment_name=self.config.experiment,
+                exp_manager=self.exp_manager,
+                call_in_subproc=call_in_subproc,
+                progress=progress,
+            )
         return trainer.end_train(trainer.train(tasks))
 
     def report(self) -> ExperimentReport:

@@ -1,0 +1,404 @@
+"""``TrainerRM`` and ``DelayTrainerRM``: train through a task pool, with local and remote workers.
+
+Qlib's pool trainers, fixed (reference §1.10, §3 W1–W4, W14): results are JSON run ids, never
+pickled recorders; ``wait`` has a timeout and notices dead workers; a failing task ends ``failed``
+after its attempts and is reported with the others' runs (:class:`~qroll.errors.TrainingError`);
+a killed worker's task is re-run once its lease expires; ``part_done`` never hangs a waiter.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Mapping, Sequence
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from qroll.errors import PoolTimeoutError, RecordError, TrainingError
+from qroll.pool.manager import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, TaskManager, default_url
+from qroll.pool.records import TaskStatus
+from qroll.pool.run import run_task
+from qroll.pool.worker import DEFAULT_IDLE_POLL, work
+from qroll.record import ExpManager, Recorder
+from qroll.record.tags import STATUS_BEGIN, STATUS_END, STATUS_KEY, TAG_POOL_ID
+from qroll.train import pool_entry
+from qroll.train.task import begin_task_train, end_task_train, task_train
+from qroll.train.trainer import DEFAULT_EXPERIMENT, TaskOutcome, Trainer, TrainProgress
+
+__all__ = ["DelayTrainerRM", "TrainerRM"]
+
+log = logging.getLogger("qroll.train")
+
+WAITING, RUNNING, PART_DONE, DONE, FAILED = (s.value for s in TaskStatus)
+
+
+class TrainerRM(Trainer):
+    """Put tasks in a pool, train them with local worker processes (and any ``qroll worker``), wait.
+
+    Parameters
+    ----------
+    experiment_name : str, optional
+        The MLflow experiment (default ``"Experiment"``).
+    task_pool : str, optional
+        The pool's name; default the experiment name.
+    train_func : callable, default task_train
+        ``train_func(task, experiment, recorder_name=..., exp_manager=...) -> Recorder``; a
+        module-level function, so spawned workers can import it.
+    skip_run_task : bool, default False
+        When False this process trains tasks too; when True it only waits (for the ``n_workers``
+        local processes and for workers started elsewhere).
+    default_rec_name : str, optional
+        The run name of every task.
+    pool_url : str, optional
+        The pool database; default ``sqlite:///<qroll_home()>/pool.db``.
+    exp_manager : ExpManager, optional
+        The tracking store; workers open the same URI. Default the qroll home's store.
+    n_workers : int, default 1
+        Local worker processes (spawned) started by :meth:`train`; 0 starts none.
+    timeout : float, optional
+        Seconds :meth:`train` waits for the pool's tasks after this process stops working;
+        ``None`` waits as long as workers make progress.
+    poll : float, default 1.0
+        Seconds between looks at the pool while waiting.
+    lease_seconds : float, default 60
+        The workers' lease (renewed by a heartbeat every third).
+    max_attempts : int, default 3
+        Failures (or lost leases) of a new task before it is ``failed``.
+    progress : callable, optional
+        Called with a :class:`~qroll.train.TaskOutcome` as each task ends.
+
+    Notes
+    -----
+    A task already ``done`` in the pool is reused without training (as in Qlib), unless its run
+    is gone from MLflow (then it is trained again); a ``failed`` one is retried.
+    """
+
+    STATUS_KEY, STATUS_BEGIN, STATUS_END = STATUS_KEY, STATUS_BEGIN, STATUS_END
+    TM_ID = TAG_POOL_ID
+
+    def __init__(
+        self,
+        experiment_name: str | None = None,
+        task_pool: str | None = None,
+        train_func: Callable[..., Recorder] = task_train,
+        skip_run_task: bool = False,
+        default_rec_name: str | None = None,
+        *,
+        pool_url: str | None = None,
+        exp_manager: ExpManager | None = None,
+        n_workers: int = 1,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        progress: TrainProgress | None = None,
+    ) -> None:
+        if n_workers < 0:
+            raise ValueError(f"n_workers={n_workers} must be 0 or more")
+        self.experiment_name = experiment_name
+        self.task_pool = task_pool
+        self.train_func = train_func
+        self.skip_run_task = skip_run_task
+        self.default_rec_name = default_rec_name
+        self.pool_url = pool_url or default_url()
+        self.exp_manager = exp_manager
+        self.n_workers = n_workers
+        self.timeout = timeout
+        self.poll = poll
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.progress = progress
+        self._skipped: set[int] = set()  # tasks already finished when the current train() began
+
+    # -- helpers ------------------------------------------------------------------------------
+    @property
+    def manager(self) -> ExpManager:
+        """The tracking store (built on first use)."""
+        if self.exp_manager is None:
+            self.exp_manager = ExpManager()
+        return self.exp_manager
+
+    def _names(self, experiment_name: str | None) -> tuple[str, str]:
+        name = experiment_name or self.experiment_name or DEFAULT_EXPERIMENT
+        return name, self.task_pool or name
+
+    def _tm(self, pool: str) -> TaskManager:
+        return TaskManager(pool, self.pool_url, lease_seconds=self.lease_seconds,
+                           max_attempts=self.max_attempts)
+
+    def _entry_kwargs(self, name: str) -> dict[str, Any]:
+        return {"experiment": name, "tracking": self.manager.uri, "artifact_root": self.manager.artifact_root}
+
+    def _start_workers(self, n: int, pool: str, name: str, query: dict[str, Any], before: str, after: str,
+                       task_func: Callable[..., Any],
+                       train_func: Callable[..., Recorder]) -> list[BaseProcess]:
+        ctx = multiprocessing.get_context("spawn")
+        kwargs = {**self._entry_kwargs(name),
+                  "lease_seconds": self.lease_seconds, "stop_when_empty": True,
+                  "idle_poll": min(self.poll, DEFAULT_IDLE_POLL), "task_func": task_func,
+                  "train_func": train_func, "query": query, "before_status": before, "after_status": after}
+        if before == WAITING:
+            kwargs["recorder_name"] = self.default_rec_name
+        procs: list[BaseProcess] = [
+            ctx.Process(target=work, args=(self.pool_url, pool), kwargs=kwargs, name=f"qroll-worker-{i}",
+                        daemon=True)
+            for i in range(n)
+        ]
+        for proc in procs:
+            proc.start()
+        return procs
+
+    def _drop_stale(self, tm: TaskManager, ids: list[int]) -> None:
+        # A done task whose run was deleted (``qroll run --reset``) is trained again, not reused.
+        stale = []
+        for task in tm.query({"_id": {"$in": ids}, "status": {"$in": [DONE, PART_DONE]}}):
+            try:
+                pool_entry.result_recorder(task["res"], self.manager)
+            except RecordError:
+                stale.append(task["_id"])
+        if stale:
+            log.info("tasks %s of pool %r name deleted runs: training them again", stale, tm.task_pool)
+            tm.reset_status({"_id": {"$in": stale}}, WAITING)
+
+    def _run(self, tasks: list[Mapping[str, Any]], name: str, pool: str, ids: list[int], before: str,
+             after: str, undone: set[str], task_func: Callable[..., Any], train_func: Callable[..., Recorder],
+             work_here: bool) -> dict[int, dict[str, Any]]:
+        """Train the tasks ``ids`` from ``before`` to ``after``; return their final rows by id."""
+        query = {"_id": {"$in": sorted(set(ids))}}
+        reported: set[int] = set()
+        t0 = time.perf_counter()
+        with self._tm(pool) as tm:
+            self._skipped = {t["_id"] for t in tm.query(query) if t["status"] not in undone}
+        procs = self._start_workers(self.n_workers, pool, name, query, before, after, task_func, train_func)
+        try:
+            with self._tm(pool) as tm:
+                kwargs = {**self._entry_kwargs(name), "train_func": train_func}
+                if before == WAITING:
+                    kwargs["recorder_name"] = self.default_rec_name
+
+                def func(param: Any, **kw: Any) -> Any:
+                    self._report(tm, tasks, ids, reported, t0, undone)
+                    return task_func(param, **kw)
+
+                def here() -> None:
+                    run_task(func, pool, query=query, before_status=before, after_status=after,
+                             url=self.pool_url, lease_seconds=self.lease_seconds, **kwargs)
+
+                if work_here:
+                    here()
+                self._wait(tm, tasks, ids, reported, t0, undone, procs, here if work_here else None)
+                return {t["_id"]: t for t in tm.query(query)}
+        finally:
+            for proc in procs:
+                proc.join(timeout=5 * self.poll)
+                if proc.is_alive():
+                    proc.terminate()  # their leases expire; nothing is lost
+                    proc.join()
+
+    def _wait(self, tm: TaskManager, tasks: list[Mapping[str, Any]], ids: list[int], reported: set[int],
+              t0: float, undone: set[str], procs: list[BaseProcess], here: Callable[[], None] | None) -> None:
+        start = time.monotonic()
+        while True:
+            tm.requeue_expired()
+            stat = self._report(tm, tasks, ids, reported, t0, undone)
+            left = sum(n for s, n in stat.items() if s in undone)
+            if left == 0:
+                return
+            if self.timeout is not None and time.monotonic() - start >= self.timeout:
+                counts = ", ".join(f"{k}={v}" for k, v in sorted(stat.items()))
+                raise PoolTimeoutError(
+                    f"waited {self.timeout:g} s for {left} tasks of pool {tm.task_pool!r} ({counts}); start "
+                    "workers (qroll worker --pool ... --pool-name ...) or raise the timeout"
+                )
+            if here is not None and not any(p.is_alive() for p in procs):
+                # No local worker left (none started, or they died): this process takes what is
+                # waiting; a task running elsewhere is waited for (or requeued when its lease ends).
+                here()
+            time.sleep(self.poll)
+
+    def _report(self, tm: TaskManager, tasks: list[Mapping[str, Any]], ids: list[int], reported: set[int],
+                t0: float, undone: set[str]) -> dict[str, int]:
+        rows = {t["_id"]: t for t in tm.query({"_id": {"$in": sorted(set(ids))}})}
+        stat: dict[str, int] = {}
+        for i, task_id in enumerate(ids):
+            row = rows.get(task_id)
+            status = row["status"] if row else "missing"
+            stat[status] = stat.get(status, 0) + 1
+            if row is None or status in undone or i in reported or self.progress is None:
+                continue
+            reported.add(i)
+            kind = "failed" if status == FAILED else "skipped" if task_id in self._skipped else "trained"
+            self.progress(TaskOutcome(index=i, total=len(ids), status=kind, task=tasks[i], recorder=None,
+                                      seconds=time.perf_counter() - t0,
+                                      error=row.get("last_error") if status == FAILED else None))
+        return stat
+
+    def _collect(self, rows: dict[int, dict[str, Any]], ids: list[int], ok: set[str],
+                 tag: str) -> list[Recorder]:
+        recorders: list[Recorder | None] = []
+        failures: list[tuple[int, str]] = []
+        for i, task_id in enumerate(ids):
+            row = rows.get(task_id)
+            if row is None or row["status"] not in ok:
+                status = row["status"] if row else "removed from the pool"
+                why = (row or {}).get("last_error") or f"the task is {status}"
+                failures.append((i, f"pool task {task_id}: {why}"))
+                recorders.append(None)
+                continue
+            try:
+                rec = pool_entry.result_recorder(row["res"], self.manager)
+                rec.set_tags(**{STATUS_KEY: tag, TAG_POOL_ID: str(task_id)})
+            except RecordError as exc:
+                failures.append((i, f"pool task {task_id}: {exc}"))
+                recorders.append(None)
+                continue
+            recorders.append(rec)
+        if failures:
+            raise TrainingError(failures=failures, recorders=recorders, total=len(ids))
+        return [r for r in recorders if r is not None]
+
+    # -- Qlib's API -----------------------------------------------------------------------------
+    def train(
+        self,
+        tasks: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        train_func: Callable[..., Recorder] | None = None,
+        experiment_name: str | None = None,
+        **kwargs: Any,
+    ) -> list[Recorder]:
+        """Add the tasks to the pool, train them, wait; return their runs in input order.
+
+        Each run is tagged ``train_status=begin_task_train`` and ``qroll.pool_task_id``.
+
+        Raises
+        ------
+        TrainingError
+            Some tasks ended ``failed``; its ``recorders`` holds the others' runs (``None`` at the
+            failed ones), its ``failures`` the last error of each.
+        PoolTimeoutError
+            ``timeout`` passed with tasks still waiting or running.
+        """
+        if kwargs:
+            raise TypeError(f"TrainerRM.train got unexpected arguments {sorted(kwargs)}")
+        task_list = [tasks] if isinstance(tasks, Mapping) else list(tasks)
+        if not task_list:
+            return []
+        name, pool = self._names(experiment_name)
+        with self._tm(pool) as tm:
+            ids = [int(i) for i in tm.create_task(task_list, retry_failed=True) if i is not None]
+            self._drop_stale(tm, ids)
+        rows = self._run(task_list, name, pool, ids, WAITING, DONE, {WAITING, RUNNING},
+                         pool_entry.task_train_entry, train_func or self.train_func, not self.skip_run_task)
+        return self._collect(rows, ids, {DONE}, STATUS_BEGIN)
+
+    def end_train(self, models: Recorder | Sequence[Recorder], *args: Any, **kwargs: Any) -> list[Recorder]:
+        """Tag every run ``train_status=end_task_train``."""
+        recs = [models] if isinstance(models, Recorder) else list(models)
+        for rec in recs:
+            rec.set_tags(**{STATUS_KEY: STATUS_END})
+        return recs
+
+    def has_worker(self) -> bool:
+        """Pool trainers have workers."""
+        return True
+
+    def worker(self, train_func: Callable[..., Recorder] | None = None, experiment_name: str | None = None,
+               stop_when_empty: bool = True) -> None:
+        """Work on every waiting task of the pool in this process (Qlib's ``worker``)."""
+        name, pool = self._names(experiment_name)
+        work(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
+             stop_when_empty=stop_when_empty, artifact_root=self.manager.artifact_root,
+             train_func=train_func or self.train_func, recorder_name=self.default_rec_name)
+
+
+class DelayTrainerRM(TrainerRM):
+    """``train`` records each task in this process (pool ``part_done``); ``end_train`` fits them
+    with the workers (pool ``done``).
+
+    Parameters are :class:`TrainerRM`'s, with ``train_func`` the first phase and
+    ``end_train_func`` the second (``end_train_func(rec, experiment, exp_manager=...)``).
+    """
+
+    delay = True
+
+    def __init__(
+        self,
+        experiment_name: str | None = None,
+        task_pool: str | None = None,
+        train_func: Callable[..., Recorder] = begin_task_train,
+        end_train_func: Callable[..., Recorder] = end_task_train,
+        skip_run_task: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(experiment_name, task_pool, train_func, skip_run_task, **kwargs)
+        self.end_train_func = end_train_func
+
+    def train(
+        self,
+        tasks: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        train_func: Callable[..., Recorder] | None = None,
+        experiment_name: str | None = None,
+        **kwargs: Any,
+    ) -> list[Recorder]:
+        """Record every task (phase 1, in this process: it is quick); their runs in input order.
+
+        A task already ``done`` in the pool is returned as it is; ``end_train`` skips it.
+        """
+        if kwargs:
+            raise TypeError(f"DelayTrainerRM.train got unexpected arguments {sorted(kwargs)}")
+        task_list = [tasks] if isinstance(tasks, Mapping) else list(tasks)
+        if not task_list:
+            return []
+        name, pool = self._names(experiment_name)
+        with self._tm(pool) as tm:
+            ids = [int(i) for i in tm.create_task(task_list, retry_failed=True) if i is not None]
+            self._drop_stale(tm, ids)
+        n_workers, self.n_workers = self.n_workers, 0  # phase 1 is quick: no process to spawn
+        try:
+            rows = self._run(task_list, name, pool, ids, WAITING, PART_DONE, {WAITING, RUNNING},
+                             pool_entry.begin_task_train_entry, train_func or self.train_func, True)
+        finally:
+            self.n_workers = n_workers
+        return self._collect(rows, ids, {PART_DONE, DONE}, STATUS_BEGIN)
+
+    def end_train(
+        self,
+        models: Recorder | Sequence[Recorder],
+        end_train_func: Callable[..., Recorder] | None = None,
+        experiment_name: str | None = None,
+        **kwargs: Any,
+    ) -> list[Recorder]:
+        """Fit every ``part_done`` task of these runs with the workers; their runs, tagged END.
+
+        Raises
+        ------
+        TrainingError
+            A run without the ``qroll.pool_task_id`` tag, or tasks that ended ``failed``.
+        """
+        recs = [models] if isinstance(models, Recorder) else list(models)
+        if not recs:
+            return []
+        name, pool = self._names(experiment_name)
+        ids: list[int] = []
+        for i, rec in enumerate(recs):
+            task_id = rec.refresh().tags.get(TAG_POOL_ID)
+            if task_id is None:
+                raise TrainingError(f"run {rec.id} (input {i}) has no {TAG_POOL_ID!r} tag: pass the runs "
+                                    "DelayTrainerRM.train returned")
+            ids.append(int(task_id))
+        with self._tm(pool) as tm:
+            defs = {t["_id"]: t["def"] for t in tm.query({"_id": {"$in": sorted(set(ids))}})}
+        task_list = [defs.get(i, {}) for i in ids]
+        rows = self._run(task_list, name, pool, ids, PART_DONE, DONE, {PART_DONE, RUNNING},
+                         pool_entry.end_task_train_entry, end_train_func or self.end_train_func,
+                         not self.skip_run_task)
+        return self._collect(rows, ids, {DONE}, STATUS_END)
+
+    def worker(self, end_train_func: Callable[..., Recorder] | None = None,
+               experiment_name: str | None = None, stop_when_empty: bool = True) -> None:
+        """Fit every ``part_done`` task of the pool in this process (Qlib's ``worker``)."""
+        name, pool = self._names(experiment_name)
+        work(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
+             stop_when_empty=stop_when_empty, artifact_root=self.manager.artifact_root,
+             train_func=end_train_func or self.end_train_func, before_status=PART_DONE)
+

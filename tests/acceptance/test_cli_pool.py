@@ -1,0 +1,117 @@
+"""`qroll pool status|list|retry|reset|remove`, `qroll worker` and `qroll run --pool`, in subprocesses,
+with their bad inputs (exit 2, one line)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_cli_run import DATA
+
+from qroll.pool import TaskManager
+from qroll.record import ExpManager
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).resolve().parent
+
+
+def qroll_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "qroll", "--home", str(home), *args], capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+@pytest.fixture
+def pool(tmp_path):
+    url = f"sqlite:///{tmp_path}/pool.db"
+    with TaskManager("p", url, max_attempts=1) as tm:
+        tm.create_task([{"model": {"class": "LinearModel"}, "dataset": {"kwargs": {"segments": {
+            "test": ["2020-01-02", "2020-03-31"]}}}, "n": i} for i in range(4)])
+        first = tm.fetch_task()
+        tm.record_failure(first, RuntimeError("boom\nsecond line"))  # max_attempts=1: failed
+        tm.commit_task_res(tm.fetch_task(), {"recorder_id": "r1", "experiment": "e", "tracking_uri": "x"})
+    return url
+
+
+def test_status_list_retry_reset_remove(pool, tmp_path):
+    home = tmp_path / "home"
+    res = qroll_cli("pool", "status", "--pool", pool, "--pool-name", "p", home=home)
+    assert res.returncode == 0, res.stderr
+    lines = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.stdout.splitlines()
+             if line.count("│") == 3}
+    assert lines == {"done": "1", "failed": "1", "waiting": "2", "total": "4"}
+    res = qroll_cli("pool", "list", "--pool", pool, "--pool-name", "p", "--status", "failed", home=home)
+    assert res.returncode == 0 and "RuntimeError: boom" in res.stdout and "second line" not in res.stdout
+    assert "LinearModel" in res.stdout and "2020-01-02..2020-03-31" in res.stdout and "1/1" in res.stdout
+    res = qroll_cli("pool", "retry", "--pool", pool, "--pool-name", "p", home=home)
+    assert res.returncode == 0 and "1 failed task(s) back to waiting" in res.stdout
+    with TaskManager("p", pool, lease_seconds=0.001) as tm:
+        tm.fetch_task()  # a lease that has expired by the time reset looks
+        assert tm.task_stat() == {"done": 1, "running": 1, "waiting": 2}
+    res = qroll_cli("pool", "reset", "--pool", pool, "--pool-name", "p", home=home)
+    assert res.returncode == 0 and "reset: 1 running" in res.stdout
+    res = qroll_cli("pool", "remove", "--pool", pool, "--pool-name", "p", "--where", "n=3", home=home)
+    assert res.returncode == 0 and "deleted 1 task(s)" in res.stdout
+    with TaskManager("p", pool) as tm:
+        assert tm.task_stat() == {"done": 1, "waiting": 2}
+        assert all(t["attempts"] == 0 for t in tm.query({"status": "waiting"}))
+    res = qroll_cli("pool", "remove", "--pool", pool, "--pool-name", "p", "--all", home=home)
+    assert res.returncode == 0 and "deleted 3 task(s)" in res.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["status", "--pool", "postgresql://u:s3cret@127.0.0.1:1/none", "--pool-name", "p"], "cannot connect"),
+    (["status", "--pool", "mysql://localhost/x", "--pool-name", "p"], "mysql"),
+    (["status", "--pool-name", "nope"], "no pool named 'nope'"),
+    (["list", "--pool-name", "p", "--where", "nonsense"], "is not PATH=VALUE"),
+    (["list", "--pool-name", "p", "--status", "finished"], "'finished' is not a valid TaskStatus"),
+    (["remove", "--pool-name", "p"], "needs a filter"),
+])
+def test_bad_input_exits_2_with_one_line(pool, tmp_path, args, message):
+    if "--pool" not in args:
+        args = [*args, "--pool", pool]
+    res = qroll_cli("pool", *args, home=tmp_path / "home")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.count("\n") == 1 and message in res.stderr and "s3cret" not in res.stderr
+
+
+def test_worker_with_an_unknown_train_func_exits_2(pool, tmp_path):
+    res = qroll_cli("worker", "--pool", pool, "--pool-name", "p", "--train-func", "no.such:func",
+                    home=tmp_path / "h")
+    assert res.returncode == 2 and "cannot import the task function 'no.such:func'" in res.stderr
+
+
+def test_run_with_a_pool_and_two_workers_matches_trainer_r(tmp_path):
+    segments = {"train": ["2016-04-01", "2018-06-30"], "valid": ["2018-07-01", "2018-12-31"],
+                "test": ["2019-01-01", "2019-06-30"]}
+    handler = {"class": "Alpha158", "kwargs": {"instruments": "all", "start_time": "2016-01-01",
+                                                "end_time": "2019-12-31"}}
+    task = {"model": {"class": "LinearModel", "kwargs": {"estimator": "ridge", "alpha": 1.0}},
+            "dataset": {"class": "DatasetH", "kwargs": {"handler": handler, "segments": segments}},
+            "record": ["SignalRecord"]}
+    raw = {"experiment": "local", "data": DATA, "tracking": f"sqlite:///{tmp_path}/mlflow.db",
+           "rolling": {"step": "Q", "trunc_days": "auto"}, "tasks": [task]}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    home = tmp_path / "home"
+    assert qroll_cli("run", str(path), home=home).returncode == 0
+    pool = f"sqlite:///{tmp_path}/pool.db"
+    res = qroll_cli("run", str(path), "--experiment", "pooled", "--pool", pool, "--workers", "2", home=home)
+    assert res.returncode == 0, res.stderr
+    with TaskManager("pooled", pool) as tm:
+        assert tm.task_stat() == {"done": 2}
+    store = ExpManager(f"sqlite:///{tmp_path}/mlflow.db")
+
+    def preds(name):
+        recs = sorted(store.get_exp(name).list_recorders(), key=lambda r: r.tags["qroll.test_start"])
+        return [r.load_object("pred.pkl") for r in recs]
+
+    for a, b in zip(preds("local"), preds("pooled"), strict=True):
+        assert a.index.equals(b.index) and a.columns.equals(b.columns)
+        assert np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True)  # the same fit, bit for bit
