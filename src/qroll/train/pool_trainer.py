@@ -119,6 +119,16 @@ class TrainerRM(Trainer):
             self.exp_manager = ExpManager()
         return self.exp_manager
 
+    def _submit(
+        self, task_list: list[Mapping[str, Any]], experiment_name: str | None
+    ) -> tuple[str, str, list[int]]:
+        """Put the tasks in the pool (a failed one is retried); the experiment, pool and task ids."""
+        name, pool = self._names(experiment_name)
+        with self._tm(pool) as tm:
+            ids = [int(i) for i in tm.create_task(task_list, retry_failed=True) if i is not None]
+            self._drop_stale(tm, ids)
+        return name, pool, ids
+
     def _names(self, experiment_name: str | None) -> tuple[str, str]:
         name = experiment_name or self.experiment_name or DEFAULT_EXPERIMENT
         return name, self.task_pool or name
@@ -283,10 +293,7 @@ class TrainerRM(Trainer):
         task_list = [tasks] if isinstance(tasks, Mapping) else list(tasks)
         if not task_list:
             return []
-        name, pool = self._names(experiment_name)
-        with self._tm(pool) as tm:
-            ids = [int(i) for i in tm.create_task(task_list, retry_failed=True) if i is not None]
-            self._drop_stale(tm, ids)
+        name, pool, ids = self._submit(task_list, experiment_name)
         rows = self._run(task_list, name, pool, ids, WAITING, DONE, {WAITING, RUNNING},
                          pool_entry.task_train_entry, train_func or self.train_func, not self.skip_run_task)
         return self._collect(rows, ids, {DONE}, STATUS_BEGIN)
@@ -349,10 +356,7 @@ class DelayTrainerRM(TrainerRM):
         task_list = [tasks] if isinstance(tasks, Mapping) else list(tasks)
         if not task_list:
             return []
-        name, pool = self._names(experiment_name)
-        with self._tm(pool) as tm:
-            ids = [int(i) for i in tm.create_task(task_list, retry_failed=True) if i is not None]
-            self._drop_stale(tm, ids)
+        name, pool, ids = self._submit(task_list, experiment_name)
         n_workers, self.n_workers = self.n_workers, 0  # phase 1 is quick: no process to spawn
         try:
             rows = self._run(task_list, name, pool, ids, WAITING, PART_DONE, {WAITING, RUNNING},
