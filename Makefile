@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 QLIB_VENV := .venv-qlib
 
-.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling clean
+.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling bench-pool clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -55,6 +55,16 @@ bench-alpha158: $(STAMP) $(QLIB_VENV)/.installed
 ## (several minutes; writes benchmarks/results/rolling.json)
 bench-rolling: $(STAMP) $(QLIB_VENV)/.installed
 	$(BIN)/python benchmarks/bench_rolling.py
+
+## task-pool throughput on SQLite and PostgreSQL, against Procrastinate (in .venv-procrastinate)
+## and a bare SKIP LOCKED loop (writes benchmarks/results/pool.json)
+.venv-procrastinate/.installed:
+	@test -x .venv-procrastinate/bin/python || $(PYTHON) -m venv .venv-procrastinate
+	.venv-procrastinate/bin/python -m pip install --quiet 'procrastinate==3.*'
+	@touch $@
+
+bench-pool: $(STAMP) .venv-procrastinate/.installed
+	$(BIN)/python benchmarks/bench_pool.py
 
 clean:
 	rm -rf $(VENV) $(QLIB_VENV) .pytest_cache .mypy_cache .ruff_cache
