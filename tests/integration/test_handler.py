@@ -212,20 +212,3 @@ def test_date_slices_are_views_equal_to_loc(source):
     assert np.shares_memory(fetch_df_by_index(full, slice("2015-01-05", "2015-01-09")).to_numpy(), full.to_numpy())
     with pytest.raises(pd.errors.UnsortedIndexError):  # unsorted rows: pandas' (and Qlib's) behaviour
         fetch_df_by_index(full.sample(frac=1.0, random_state=0), slice("2015-01-01", "2015-01-31"))
-
-
-def test_windows_with_the_same_range_and_processors_reuse_the_processed_frames():
-    uri = "synthetic://?instruments=12&start=2014-01-01&end=2016-12-30&seed=8"
-    kwargs = dict(instruments="all", start_time="2014-01-01", end_time="2016-12-30", source=uri)
-    h1, h2 = Alpha158(**kwargs), Alpha158(**kwargs)
-    first, second = h1.fetch(data_key="learn"), h2.fetch(data_key="learn")
-    assert h2._processed[2] is h1._processed[2]  # processed once for both windows
-    pd.testing.assert_frame_equal(first, second)
-    h3 = Alpha158(**{**kwargs, "end_time": "2016-11-30"})
-    later_end = h3.fetch(data_key="learn")
-    assert h3._processed[2] is not h1._processed[2]
-    assert later_end.index.get_level_values("datetime").max() <= pd.Timestamp("2016-11-30")
-    norm = [{"class": "ZScoreNorm", "kwargs": {"fields_group": "feature"}}]
-    a = Alpha158(**kwargs, infer_processors=norm, fit_start_time="2014-03-01", fit_end_time="2015-06-30")
-    b = Alpha158(**kwargs, infer_processors=norm, fit_start_time="2014-03-01", fit_end_time="2015-12-31")
-    assert not a.fetch(data_key="infer").equals(b.fetch(data_key="infer"))  # another fit range, another frame

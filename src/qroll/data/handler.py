@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import inspect
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -38,10 +35,6 @@ from qroll.home import qroll_home
 __all__ = ["Alpha158", "Alpha360", "DataHandlerLP", "fetch_df_by_col", "fetch_df_by_index"]
 
 PROCESSOR_MODULE = "qroll.data.processors"
-PROCESSED_ENTRIES = 2
-"""Processed (infer, learn) frame pairs one process keeps for the next window's handler."""
-_PROCESSED: OrderedDict[str, tuple[pd.DataFrame, pd.DataFrame]] = OrderedDict()
-_PROCESSED_LOCK = threading.Lock()
 _QLIB_PROCESSOR_MODULES = ("qlib.data.dataset.processor", "qlib.contrib.data.processor")
 
 
@@ -351,16 +344,6 @@ class DataHandlerLP:
                 f"fit_start_time={fit[0]!r}, fit_end_time={fit[1]!r}: give both, or use the handler "
                 "through DatasetH, which then fits on its train segment"
             )
-        key = self._memo_key(fit)
-        with _PROCESSED_LOCK:
-            memo = _PROCESSED.get(key) if key is not None else None
-            if memo is not None:
-                _PROCESSED.move_to_end(key)  # type: ignore[arg-type]
-        if memo is not None:
-            # Rolling windows with the same handler range, processors and fit range process the
-            # same frame the same way: reuse this process's last result instead of redoing it.
-            self._processed = (fit, *memo)
-            return
         self.setup_data()
         raw = self._data
         if raw is None:
@@ -373,33 +356,8 @@ class DataHandlerLP:
         base = infer_df if self.process_type == self.PTYPE_A else shared_df
         learn_df = self._run(base, learn_chain)
         self._processed = (fit, infer_df, learn_df)
-        if key is not None:
-            with _PROCESSED_LOCK:
-                _PROCESSED[key] = (infer_df, learn_df)
-                while len(_PROCESSED) > PROCESSED_ENTRIES:
-                    _PROCESSED.popitem(last=False)
         if self.drop_raw:
             self._data = None
-
-    def _memo_key(self, fit: tuple[Any, Any]) -> str | None:
-        """What the processed frames depend on, or None when it cannot be told (a given frame,
-        processor objects): the feature-cache entry, the range, the processors and the fit range."""
-        if isinstance(self._loader, pd.DataFrame) or not self.cache:
-            return None
-        from qroll.config import canonical_json
-        from qroll.data.cache import feature_cache_key
-        from qroll.errors import NotSerializableError
-
-        feature, label = self.feature_config()
-        try:
-            spec = canonical_json([
-                feature_cache_key(self.source, self.instruments, feature, label),
-                [str(self.start_time), str(self.end_time), self.process_type, [str(v) for v in fit]],
-                [self.shared_processors, self.infer_processors, self.learn_processors],
-            ])
-        except NotSerializableError:
-            return None
-        return hashlib.sha256(spec.encode()).hexdigest()
 
     def _frame(self, data_key: str) -> pd.DataFrame:
         if data_key == self.DK_R:
