@@ -77,7 +77,8 @@ def main() -> None:
 
     tmp = out / "store"  # the caller's (temporary) folder: removed with it
     tmp.mkdir(exist_ok=True)
-    uri = f"sqlite:///{tmp}/mlflow.db" if spec["tracking"] == "sqlite" else f"file:{tmp}/mlruns"
+    # An absolute file:/// URI: Qlib/MLflow read "file:/tmp/x" as the relative path "tmp/x".
+    uri = f"sqlite:///{tmp}/mlflow.db" if spec["tracking"] == "sqlite" else (tmp / "mlruns").as_uri()
     t_init = time.perf_counter()
     qlib.init(
         provider_uri=spec["provider"], region=REG_CN,  # Qlib's default: one loader process per core
