@@ -176,80 +176,59 @@ class TrainerR(Trainer):
         done = self._finished_by_hash(name) if self.skip_finished else {}
         recorders: list[Recorder | None] = []
         failures: list[tuple[int, str]] = []
-        if self.call_in_subproc:
-            # One worker process per task, spawned: nothing of the parent leaks in, any platform.
-            context = multiprocessing.get_context("spawn")
         for i, task in enumerate(task_list):
             t0 = time.perf_counter()
             known = done.get(task_hash(task)) if done else None
             if known is not None:
                 recorders.append(known)
-                self._report(
-                    TaskOutcome(
-                        index=i,
-                        total=len(task_list),
-                        status="skipped",
-                        task=task,
-                        recorder=known,
-                        seconds=0.0,
-                    )
-                )
+                self._report(i, task_list, "skipped", known, t0)
                 continue
             try:
-                if self.call_in_subproc:
-                    with ProcessPoolExecutor(1, mp_context=context) as pool:
-                        rid = pool.submit(
-                            _train_in_subprocess,
-                            func,
-                            task,
-                            name,
-                            self.default_rec_name,
-                            self.manager.uri,
-                            kwargs,
-                        ).result()
-                    rec = self.manager.get_exp(name).get_recorder(rid)
-                else:
-                    rec = func(
-                        task, name, recorder_name=self.default_rec_name, exp_manager=self.manager, **kwargs
-                    )
-                rec.set_tags(**{STATUS_KEY: STATUS_BEGIN})
+                rec = self._train_one(func, task, name, kwargs)
             except Exception as exc:  # one failing window must not lose the others
                 message = f"{type(exc).__name__}: {exc}"
                 failures.append((i, message))
                 recorders.append(None)
                 log.error("task %d/%d failed: %s\n%s", i + 1, len(task_list), message, traceback.format_exc())
-                self._report(
-                    TaskOutcome(
-                        index=i,
-                        total=len(task_list),
-                        status="failed",
-                        task=task,
-                        recorder=None,
-                        seconds=time.perf_counter() - t0,
-                        error=message,
-                    )
-                )
+                self._report(i, task_list, "failed", None, t0, message)
                 if self.stop_on_error:
                     break
                 continue
             recorders.append(rec)
-            self._report(
-                TaskOutcome(
-                    index=i,
-                    total=len(task_list),
-                    status="trained",
-                    task=task,
-                    recorder=rec,
-                    seconds=time.perf_counter() - t0,
-                )
-            )
+            self._report(i, task_list, "trained", rec, t0)
         if failures:
             raise TrainingError(failures=failures, recorders=recorders, total=len(task_list))
         return [r for r in recorders if r is not None]
 
-    def _report(self, outcome: TaskOutcome) -> None:
+    def _train_one(
+        self, func: Callable[..., Recorder], task: Mapping[str, Any], name: str, kwargs: dict[str, Any]
+    ) -> Recorder:
+        if self.call_in_subproc:
+            # One worker process per task, spawned: nothing of the parent leaks in, any platform.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                rid = pool.submit(
+                    _train_in_subprocess, func, task, name, self.default_rec_name, self.manager.uri, kwargs
+                ).result()
+            rec = self.manager.get_exp(name).get_recorder(rid)
+        else:
+            rec = func(task, name, recorder_name=self.default_rec_name, exp_manager=self.manager, **kwargs)
+        rec.set_tags(**{STATUS_KEY: STATUS_BEGIN})
+        return rec
+
+    def _report(
+        self,
+        index: int,
+        tasks: Sequence[Mapping[str, Any]],
+        status: str,
+        rec: Recorder | None,
+        t0: float,
+        error: str | None = None,
+    ) -> None:
         if self.progress is not None:
-            self.progress(outcome)
+            seconds = 0.0 if status == "skipped" else time.perf_counter() - t0
+            self.progress(TaskOutcome(index=index, total=len(tasks), status=status, task=tasks[index],
+                                      recorder=rec, seconds=seconds, error=error))
 
     def end_train(self, models: Recorder | Sequence[Recorder], *args: Any, **kwargs: Any) -> list[Recorder]:
         """Tag every run ``train_status=end_task_train``."""
