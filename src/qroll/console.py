@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qroll.experiment import ExperimentReport
+from qroll.tasks.timeline import format_day
 from qroll.train.trainer import TaskOutcome
 
 __all__ = ["TrainingProgress", "report_tables"]
@@ -26,8 +27,7 @@ def _segment(task: Any) -> str:
         start, end = task["dataset"]["kwargs"]["segments"]["test"]
     except (KeyError, TypeError, ValueError):
         return "?"
-    fmt = lambda d: "open" if d is None else str(getattr(d, "date", lambda: d)())  # noqa: E731
-    return f"{fmt(start)}..{fmt(end)}"
+    return f"{format_day(start)}..{format_day(end)}"
 
 
 class TrainingProgress:

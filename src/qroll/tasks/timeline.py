@@ -10,7 +10,7 @@ import pandas as pd
 
 from qroll.calendar import TimeAdjuster, as_time_adjuster
 
-__all__ = ["draw_windows", "tasks_table", "window_rows"]
+__all__ = ["draw_windows", "format_day", "tasks_table", "window_rows"]
 
 MARKS = {"train": "*", "valid": "v", "test": "x"}
 OTHER_MARK = "o"
@@ -18,7 +18,8 @@ OTHER_MARK = "o"
 PRIORITY = {"x": 3, "v": 2, "*": 1, OTHER_MARK: 0}
 
 
-def _fmt(ts: Any) -> str:
+def format_day(ts: Any) -> str:
+    """A segment point as the tables show it: ``2020-01-02``, the full time if not midnight, or ``open``."""
     if ts is None:
         return "open"
     ts = pd.Timestamp(ts)
@@ -44,7 +45,7 @@ def _handler_end(task: Mapping[str, Any]) -> str:
         return "-"
     if not isinstance(kwargs, Mapping) or "end_time" not in kwargs:
         return "-"
-    return _fmt(kwargs["end_time"])
+    return format_day(kwargs["end_time"])
 
 
 def window_rows(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -53,7 +54,7 @@ def window_rows(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     for task in tasks:
         row = {"model": _model_name(task)}
         for key, (start, end) in _segments(task).items():
-            row[key] = f"{_fmt(start)}..{_fmt(end)}"
+            row[key] = f"{format_day(start)}..{format_day(end)}"
         row["handler end"] = _handler_end(task)
         rows.append(row)
     return rows
@@ -115,7 +116,7 @@ def draw_windows(
     per_col = max(1, math.ceil((last - first + 1) / width))
     ncols = (last - first) // per_col + 1
     unit = "1 column = 1 trading day" if per_col == 1 else f"1 column = {per_col} trading days"
-    lines = [f"{_fmt(ta.cals[first])}..{_fmt(ta.cals[last])}, {unit}"]
+    lines = [f"{format_day(ta.cals[first])}..{format_day(ta.cals[last])}, {unit}"]
     label_width = len(str(len(spans) - 1))
     for n, row in enumerate(spans):
         cols = [" "] * ncols
