@@ -45,8 +45,9 @@ def _qroll_worker(url: str, pool: str, ready: Any, out: Any) -> None:
     with TaskManager(pool, url) as tm:
         ready.wait()
         n = 0
-        while (task := tm.fetch_task()) is not None:
-            tm.commit_task_res(task, None)
+        task = tm.fetch_task()
+        while task is not None:  # as run_task does: the result and the next claim in one commit
+            task = tm.commit_and_fetch(task, None)
             n += 1
     out.put(n)
 

@@ -125,6 +125,67 @@ def test_task_fetcher_iter_claims_until_empty(make_tm, make_task):
     assert got == ids and tm.task_stat() == {"running": 3}
 
 
+def test_commit_and_fetch_stores_the_result_and_claims_the_next(make_tm, make_task):
+    tm = make_tm()
+    low, high, other = tm.create_task([lgb(make_task, 1), lgb(make_task, 2), lgb(make_task, 3)])
+    tm.prioritize({"_id": high}, 5)
+    first = tm.fetch_task()
+    assert first["_id"] == high
+    second = tm.commit_and_fetch(first, {"rid": "r-high"})
+    assert second is not None and second["_id"] == low and second["status"] == "running"
+    assert second["lease_owner"] not in (None, first["lease_owner"])
+    assert tm.re_query(high)["res"] == {"rid": "r-high"} and tm.re_query(high)["status"] == "done"
+    third = tm.commit_and_fetch(second, {"rid": "r-low"}, status="part_done")
+    assert third["_id"] == other
+    assert tm.commit_and_fetch(third, {"rid": "r-other"}) is None
+    assert tm.task_stat() == {"done": 2, "part_done": 1}
+
+
+def test_commit_and_fetch_follows_query_and_next_status(make_tm, make_task):
+    tm = make_tm()
+    a, b, c = tm.create_task([lgb(make_task, 1), lgb(make_task, 2),
+                              make_task(model={"class": "LinearModel"})])
+    for _ in range(2):
+        tm.commit_task_res(tm.fetch_task(query={"def.model.class": "LGBModel"}), "phase1",
+                           status="part_done")
+    task = tm.fetch_task(status="part_done")
+    nxt = tm.commit_and_fetch(task, "phase2", query={"def.model.class": "LGBModel"},
+                              next_status="part_done")
+    assert {task["_id"], nxt["_id"]} == {a, b} and nxt["res"] == "phase1"
+    assert tm.commit_and_fetch(nxt, "phase2", next_status="part_done") is None
+    assert tm.re_query(c)["status"] == "waiting"
+    assert tm.task_stat() == {"done": 2, "waiting": 1}
+
+
+def test_commit_and_fetch_with_a_lost_lease_changes_and_claims_nothing(make_tm, make_task, clock):
+    first, second = make_tm(lease_seconds=10), make_tm(lease_seconds=10)
+    tid, spare = first.create_task([lgb(make_task, 1), lgb(make_task, 2)])
+    stale = first.fetch_task()
+    clock.advance(11)
+    fresh = second.fetch_task()
+    assert fresh["_id"] == tid
+    first._next_requeue = clock.now + dt.timedelta(seconds=60)  # take the one-transaction path
+    with pytest.raises(LeaseLostError, match=f"task {tid}"):
+        first.commit_and_fetch(stale, {"rid": "stale"})
+    assert first.re_query(spare)["status"] == "waiting"
+    assert first.re_query(tid)["res"] is None
+    with pytest.raises(NotSerializableError, match="res"):
+        second.commit_and_fetch(fresh, {"obj": object()})
+    assert second.task_stat() == {"running": 1, "waiting": 1}
+
+
+def test_commit_and_fetch_requeues_an_expired_lease_when_nothing_else_waits(make_tm, make_task, clock):
+    worker, dead = make_tm(lease_seconds=40), make_tm(lease_seconds=4)
+    mine, orphan = worker.create_task([lgb(make_task, 1), lgb(make_task, 2)])
+    task = worker.fetch_task()
+    assert dead.fetch_task()["_id"] == orphan  # its worker dies holding it
+    clock.advance(5)  # the orphan's lease has expired; the worker's requeue (every 10 s) is not due
+    assert worker._next_requeue is not None and clock.now < worker._next_requeue
+    got = worker.commit_and_fetch(task, "ok")
+    assert got is not None and got["_id"] == orphan and got["attempts"] == 1
+    assert worker.re_query(mine)["status"] == "done"
+
+
 # -- leases, fencing, attempts ----------------------------------------------------------------
 def test_lost_lease_cannot_commit_or_return(make_tm, make_task, clock):
     first, second = make_tm(lease_seconds=10), make_tm(lease_seconds=10)

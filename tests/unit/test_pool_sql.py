@@ -14,7 +14,8 @@ DIALECTS = ["sqlite", "postgresql"]
 
 def test_both_dialects_define_the_same_named_queries():
     names = {d: set(load_queries(d)) for d in DIALECTS}
-    assert names["sqlite"] == names["postgresql"]
+    # finish_and_claim is PostgreSQL's one-statement form; SQLite runs finish and claim instead.
+    assert names["sqlite"] == names["postgresql"] - {"finish_and_claim"}
     assert {"claim", "finish", "heartbeat", "requeue_expired", "insert", "stats"} <= names["sqlite"]
     assert all(load_queries(d)[n] for d in DIALECTS for n in names[d])
 

@@ -259,9 +259,18 @@ class PoolBackend(Protocol):
 
     def finish(self, pool: str, task_id: int, owner: str, *, status: str, now: dt.datetime,
                result: Any = KEEP, error: str | None = None, traceback: str | None = None,
-               count_attempt: bool = False) -> Task | None:
+               count_attempt: bool = False) -> TaskStatus | None:
         """Fenced end of a lease: set status (``failed`` instead once attempts run out when
-        ``count_attempt``), result JSON text, error; ``None`` when ``owner`` lost the lease."""
+        ``count_attempt``), result JSON text, error; the status set, or ``None`` when ``owner``
+        lost the lease."""
+        ...
+
+    def finish_and_claim(self, pool: str, task_id: int, owner: str, *, status: str, result: Any,
+                         query: Mapping[str, Any] | None, next_status: str, next_owner: str,
+                         now: dt.datetime, lease_until: dt.datetime) -> tuple[bool, Task | None]:
+        """:meth:`finish` with a result, then :meth:`claim` (no requeue), in one durable
+        transaction: ``(finished, claimed task or None)``. When the lease was lost nothing changes
+        and nothing is claimed: ``(False, None)``."""
         ...
 
     def requeue_expired(self, pool: str, *, now: dt.datetime) -> int:
@@ -416,7 +425,31 @@ class SQLBackend:
         }
         with self._tx(atomic=False) as run:
             rows = run("finish", params)
-        return Task.from_row(rows[0]) if rows else None
+        return TaskStatus(rows[0]["status"]) if rows else None
+
+    def finish_and_claim(self, pool: str, task_id: int, owner: str, *, status: str, result: Any,
+                         query: Mapping[str, Any] | None, next_status: str, next_owner: str,
+                         now: dt.datetime, lease_until: dt.datetime) -> tuple[bool, Task | None]:
+        where, claim = build_where({k: v for k, v in (query or {}).items() if k != "status"},
+                                   self.dialect)
+        t = self._time(now)
+        claim.update(pool=pool, status=next_status, owner=next_owner, now=t,
+                     lease_until=self._time(lease_until))
+        finish = {"pool": pool, "id": task_id, "owner": owner, "status": status, "now": t,
+                  "set_result": 1, "result": result, "count_attempt": 0, "error": None,
+                  "traceback": None}
+        if "finish_and_claim" in self.dialect.queries:  # one statement: one round trip
+            with self._tx(atomic=False) as run:
+                [row] = run("finish_and_claim", {**claim, **finish, "next_status": next_status,
+                                                 "next_owner": next_owner}, where=where)
+            return bool(row["finished"]), (None if row["id"] is None else Task.from_row(row))
+        # One transaction, so one commit (one WAL flush or fsync) per task instead of two. The
+        # claim commits with the result, durably, whatever claim_parts say.
+        with self._tx(atomic=True) as run:
+            if not run("finish", finish):
+                return False, None
+            rows = run("claim", claim, where=where, claim_from="")
+        return True, (Task.from_row(rows[0]) if rows else None)
 
     def select(self, pool: str, query: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         where, params = build_where(query, self.dialect)

@@ -114,7 +114,8 @@ class PostgresBackend(SQLBackend):
                 sql: str | None = None, **parts: str) -> list[dict[str, Any]]:
             cur = conn.execute(sql if sql is not None else self.dialect.query(name or "", where, **parts),
                                params or None)
-            if cur.description is None:
+            # pgresult.nfields, not description: description builds a Column per field, per call.
+            if cur.pgresult is None or not cur.pgresult.nfields:
                 return [{}] * max(cur.rowcount, 0)
             return cur.fetchall()
 

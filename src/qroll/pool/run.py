@@ -92,13 +92,15 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
     ever_run = False
     failed_here: list[int] = []  # tasks this call saw fail: left to other workers or a later call
     with TaskManager(task_pool, url, lease_seconds=lease_seconds) as tm:
-        while True:
-            claim_query = dict(query or {})
-            if failed_here and "_id" not in claim_query:
-                claim_query["_id"] = {"$nin": failed_here}
-            task = tm.fetch_task(query=claim_query, status=before_status)
-            if task is None:
-                return ever_run
+
+        def claim_query() -> dict[str, Any]:
+            q = dict(query or {})
+            if failed_here and "_id" not in q:
+                q["_id"] = {"$nin": failed_here}
+            return q
+
+        task = tm.fetch_task(query=claim_query(), status=before_status)
+        while task is not None:
             logger.info("running task %s of pool %r", task["_id"], task_pool)
             try:
                 with Heartbeat(tm, task):
@@ -106,8 +108,11 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
                         res = _call_in_fresh_process(task_func, task[field], kwargs)
                     else:
                         res = task_func(task[field], **kwargs)
-                tm.commit_task_res(task, res, status=after_status)
+                # The result and the next claim commit together: one disk flush per task.
+                task = tm.commit_and_fetch(task, res, status=after_status, query=claim_query(),
+                                           next_status=before_status)
                 ever_run = True
+                continue
             except KeyboardInterrupt:
                 _give_back(tm, task, before_status)
                 raise
@@ -116,6 +121,8 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
             except Exception as exc:  # a task's failure is recorded; the worker goes on
                 failed_here.append(int(task["_id"]))
                 _record(tm, task, exc, before_status)
+            task = tm.fetch_task(query=claim_query(), status=before_status)
+        return ever_run
 
 
 def _give_back(tm: TaskManager, task: dict[str, Any], status: str) -> None:

@@ -80,7 +80,33 @@ SET status = CASE WHEN %(count_attempt)s::int = 1 AND attempts + 1 >= max_attemp
                           ELSE last_traceback END,
     lease_owner = NULL, lease_expires = NULL, updated = %(now)s
 WHERE id = %(id)s AND pool = %(pool)s AND status = 'running' AND lease_owner = %(owner)s
-RETURNING *;
+RETURNING id, status;
+
+-- name: finish_and_claim
+-- A result and the next claim as one statement: one round trip, one durable commit. PostgreSQL
+-- only (SQLite has no UPDATE in a WITH; backend.py runs finish then claim in one transaction
+-- there). The claim happens only if the finish matched the lease (EXISTS over done). One row:
+-- finished (0 when the lease was lost) and the claimed task's columns (all NULL if none).
+WITH done AS (
+    UPDATE qroll_tasks
+    SET status = %(status)s::text, result = %(result)s::jsonb, lease_owner = NULL,
+        lease_expires = NULL, updated = %(now)s
+    WHERE id = %(id)s AND pool = %(pool)s AND status = 'running' AND lease_owner = %(owner)s
+    RETURNING id
+), picked AS (
+    SELECT id FROM qroll_tasks
+    WHERE pool = %(pool)s AND status = %(next_status)s::text {where} AND EXISTS (SELECT 1 FROM done)
+    ORDER BY priority DESC, id LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE qroll_tasks AS t
+    SET status = 'running', claimed_from = t.status, lease_owner = %(next_owner)s,
+        lease_expires = %(lease_until)s, updated = %(now)s
+    FROM picked WHERE t.id = picked.id
+    RETURNING t.*
+)
+SELECT (SELECT COUNT(*) FROM done) AS finished, claimed.*
+FROM (SELECT 1) AS one LEFT JOIN claimed ON true;
 
 -- name: select
 SELECT * FROM qroll_tasks WHERE pool = %(pool)s {where} ORDER BY id;

@@ -69,7 +69,7 @@ SET status = CASE WHEN :count_attempt = 1 AND attempts + 1 >= max_attempts THEN 
     last_traceback = CASE WHEN :count_attempt = 1 THEN :traceback ELSE last_traceback END,
     lease_owner = NULL, lease_expires = NULL, updated = :now
 WHERE id = :id AND pool = :pool AND status = 'running' AND lease_owner = :owner
-RETURNING *;
+RETURNING id, status;
 
 -- name: select
 SELECT * FROM qroll_tasks WHERE pool = :pool {where} ORDER BY id;
