@@ -417,7 +417,7 @@ class SQLBackend:
 
     def finish(self, pool: str, task_id: int, owner: str, *, status: str, now: dt.datetime,
                result: Any = KEEP, error: str | None = None, traceback: str | None = None,
-               count_attempt: bool = False) -> Task | None:
+               count_attempt: bool = False) -> TaskStatus | None:
         params = {
             "pool": pool, "id": task_id, "owner": owner, "status": status, "now": self._time(now),
             "set_result": 0 if result is KEEP else 1, "result": None if result is KEEP else result,

@@ -101,26 +101,27 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
 
         task = tm.fetch_task(query=claim_query(), status=before_status)
         while task is not None:
-            logger.info("running task %s of pool %r", task["_id"], task_pool)
+            current = task
+            logger.info("running task %s of pool %r", current["_id"], task_pool)
             try:
-                with Heartbeat(tm, task):
+                with Heartbeat(tm, current):
                     if force_release:
-                        res = _call_in_fresh_process(task_func, task[field], kwargs)
+                        res = _call_in_fresh_process(task_func, current[field], kwargs)
                     else:
-                        res = task_func(task[field], **kwargs)
+                        res = task_func(current[field], **kwargs)
                 # The result and the next claim commit together: one disk flush per task.
-                task = tm.commit_and_fetch(task, res, status=after_status, query=claim_query(),
+                task = tm.commit_and_fetch(current, res, status=after_status, query=claim_query(),
                                            next_status=before_status)
                 ever_run = True
                 continue
             except KeyboardInterrupt:
-                _give_back(tm, task, before_status)
+                _give_back(tm, current, before_status)
                 raise
             except LeaseLostError as exc:
                 logger.warning("%s", exc)
             except Exception as exc:  # a task's failure is recorded; the worker goes on
-                failed_here.append(int(task["_id"]))
-                _record(tm, task, exc, before_status)
+                failed_here.append(int(current["_id"]))
+                _record(tm, current, exc, before_status)
             task = tm.fetch_task(query=claim_query(), status=before_status)
         return ever_run
 
