@@ -212,3 +212,48 @@ def test_date_slices_are_views_equal_to_loc(source):
     assert np.shares_memory(fetch_df_by_index(full, slice("2015-01-05", "2015-01-09")).to_numpy(), full.to_numpy())
     with pytest.raises(pd.errors.UnsortedIndexError):  # unsorted rows: pandas' (and Qlib's) behaviour
         fetch_df_by_index(full.sample(frac=1.0, random_state=0), slice("2015-01-01", "2015-01-31"))
+
+
+def test_windows_share_day_local_processing_and_get_the_same_frames(source):
+    from qroll.data.processed import forget_processed
+
+    forget_processed()
+    procs = [{"class": "ProcessInf"}, {"class": "CSRankNorm", "kwargs": {"fields_group": "feature"}}]
+    windows = [a158(source, end_time=end, infer_processors=procs) for end in
+               ("2015-12-31", "2016-06-30", None)]
+    learn = [h.fetch(col_set="__raw", data_key="learn") for h in windows]
+    infer = [h.fetch(col_set="__raw", data_key="infer") for h in windows]
+    # Each window's frames are those of processing its own range, value for value...
+    for h, got_learn, got_infer in zip(windows, learn, infer, strict=True):
+        raw = h.fetch(col_set="__raw", data_key="raw")
+        own_infer = h._process(raw, *h._chains(None, None))[0]
+        own_learn = CSZScoreNorm(fields_group="label")(DropnaLabel()(own_infer))
+        assert got_infer.index.equals(raw.index)
+        assert np.array_equal(got_infer.to_numpy(), own_infer.to_numpy(), equal_nan=True)
+        assert got_learn.index.equals(own_learn.index)
+        assert np.array_equal(got_learn.to_numpy(), own_learn.to_numpy(), equal_nan=True)
+    # ...and the later windows' frames are views of the first window's processing, not copies.
+    assert learn[-1].index[-1][0] > learn[0].index[-1][0]
+    for later in learn[1:]:
+        assert np.shares_memory(later["label"].to_numpy(), learn[0]["label"].to_numpy())
+
+
+def test_fit_range_processors_are_not_shared_between_windows(source):
+    from qroll.data.processed import forget_processed
+
+    forget_processed()
+    procs = [{"class": "ZScoreNorm", "kwargs": {"fit_start_time": "2014-03-01", "fit_end_time": "2014-12-31"}}]
+    a, b = (a158(source, end_time=end, infer_processors=procs) for end in ("2015-12-31", "2016-06-30"))
+    la, lb = (h.fetch(col_set="__raw", data_key="learn") for h in (a, b))
+    assert not np.shares_memory(la["label"].to_numpy(), lb["label"].to_numpy())
+    common = la.index
+    assert np.array_equal(la.to_numpy(), lb.loc[common].to_numpy(), equal_nan=True)
+
+
+def test_cache_off_processes_each_handler_alone(source):
+    from qroll.data.processed import _memory, forget_processed
+
+    forget_processed()
+    h = a158(source, cache=False)
+    h.fetch(data_key="learn")
+    assert not _memory

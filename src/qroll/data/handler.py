@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from qroll.config import init_instance_by_config
+from qroll.data.processed import processed_once
+from qroll.data.processors import is_day_local
 from qroll.errors import ConfigError, ProcessorError, SegmentError
 from qroll.home import qroll_home
 
@@ -100,6 +102,11 @@ def fetch_df_by_col(df: pd.DataFrame, col_set: str | list[str] | tuple[str, ...]
             "use '__all', '__raw', a group or a list of groups"
         )
     return df.loc(axis=1)[col_set]
+
+
+def _processor_key(proc: Any) -> tuple[str, str]:
+    """A processor's class and arguments, as a hashable key."""
+    return f"{type(proc).__module__}.{type(proc).__qualname__}", repr(sorted(vars(proc).items()))
 
 
 def _feature_pair(value: Any, what: str) -> tuple[list[str], list[str]]:
@@ -194,6 +201,9 @@ class DataHandlerLP:
         # Build once now so an unknown class or an inference-unsafe processor fails at construction.
         self._chains(None, None)
         self._data: pd.DataFrame | None = None
+        # The cached frame of the whole calendar that _data slices (cache path only): the key to
+        # the processed frames handlers share (qroll.data.processed).
+        self._full: pd.DataFrame | None = None
         self._processed: tuple[Any, pd.DataFrame, pd.DataFrame] | None = None
         self._dataset_fit: tuple[Any, Any] | None = None
 
@@ -263,6 +273,8 @@ class DataHandlerLP:
         if self._data is None:
             full = self._load_all()
             self._data = fetch_df_by_index(full, slice(self.start_time, self.end_time), "datetime")
+            if self.cache and not isinstance(self._loader, pd.DataFrame):
+                self._full = full
 
     # -- processing --------------------------------------------------------------------------------
 
@@ -350,14 +362,32 @@ class DataHandlerLP:
             raise ProcessorError(
                 f"{type(self).__name__} dropped its raw data (drop_raw=True) and cannot refit"
             )
-        shared, infer_chain, learn_chain = self._chains(*fit)
+        chains = self._chains(*fit)
+        full = self._full
+        if not needs and full is not None and all(is_day_local(p) for chain in chains for p in chain):
+            # Day-local processors: process from the start to the last cached day once for all
+            # the handlers that share it, and take this handler's days as a view.
+            start = self.start_time
+            key = (None if start is None else pd.Timestamp(start), self.process_type,
+                   *(tuple(_processor_key(p) for p in chain) for chain in chains))
+            infer_all, learn_all = processed_once(
+                full, key, lambda: self._process(fetch_df_by_index(full, slice(start, None)), *chains))
+            until = slice(None, self.end_time)
+            # No shared or infer processor: infer is the raw frame itself, as below.
+            infer_df = raw if not (chains[0] or chains[1]) else fetch_df_by_index(infer_all, until)
+            learn_df = fetch_df_by_index(learn_all, until)
+        else:
+            infer_df, learn_df = self._process(raw, *chains)
+        self._processed = (fit, infer_df, learn_df)
+        if self.drop_raw:
+            self._data = self._full = None
+
+    def _process(self, raw: pd.DataFrame, shared: list[Any], infer_chain: list[Any],
+                 learn_chain: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         shared_df = self._run(raw, shared)
         infer_df = self._run(shared_df, infer_chain)
         base = infer_df if self.process_type == self.PTYPE_A else shared_df
-        learn_df = self._run(base, learn_chain)
-        self._processed = (fit, infer_df, learn_df)
-        if self.drop_raw:
-            self._data = None
+        return infer_df, self._run(base, learn_chain)
 
     def _frame(self, data_key: str) -> pd.DataFrame:
         if data_key == self.DK_R:

@@ -476,3 +476,23 @@ class MinMaxNorm(_FitRangeProcessor):
 
 FIT_RANGE_PROCESSORS = (ZScoreNorm, RobustZScoreNorm, MinMaxNorm)
 """The processors that take ``fit_start_time``/``fit_end_time``."""
+
+DAY_LOCAL_PROCESSORS = frozenset({
+    DropnaProcessor, DropnaLabel, DropnaFeature, DropCol, FilterCol, Fillna, ProcessInf,
+    CSZScoreNorm, CSZFillna, CSRankNorm, TanhProcess,
+})
+"""Processors whose output rows for a day depend only on that day's input rows (and no fit).
+
+Exact classes, not subclasses: a subclass may look across days.
+"""
+
+
+def is_day_local(proc: Processor) -> bool:
+    """Whether ``proc`` is one of :data:`DAY_LOCAL_PROCESSORS` (its exact class).
+
+    Examples
+    --------
+    >>> is_day_local(DropnaLabel()), is_day_local(ZScoreNorm("2010-01-01", "2012-12-31"))
+    (True, False)
+    """
+    return type(proc) in DAY_LOCAL_PROCESSORS
