@@ -22,7 +22,7 @@ from pool_fixtures import pool_url  # noqa: E402, F401
 from qroll.config import task_hash  # noqa: E402
 from qroll.pool import TaskManager  # noqa: E402
 from qroll.record import ExpManager, Recorder  # noqa: E402
-from qroll.record.tags import TAG_HASH  # noqa: E402
+from qroll.record.tags import TAG_ENDED_BY, TAG_HASH  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +87,8 @@ def test_sigkilled_workers_lose_nothing(pool_url, tmp_path):
         rec = exp.get_recorder(row["res"]["recorder_id"])
         assert rec.status == "FINISHED" and rec.params["n"] == str(row["def"]["n"])
         assert rec.tags[TAG_HASH] == task_hash(row["def"]) and finished[rec.tags[TAG_HASH]] == 1
+    # Runs of killed workers were ended by the tasks' next holders: none is left RUNNING.
+    assert exp.list_recorders(status={Recorder.STATUS_R}) == []
+    killed = exp.list_recorders(status={Recorder.STATUS_K})
+    assert all(TAG_ENDED_BY in r.tags for r in killed)
+    print(f"{len(killed)} runs of killed workers ended KILLED by the next holder")

@@ -436,3 +436,22 @@ def test_run_task_two_phases_and_force_release(pool_url, make_task):
         assert tm.task_stat() == {"done": 2} and tm.re_query(ids[0])["res"] == "3"
     with pytest.raises(PoolError, match="done→waiting"):
         run_task(len, "phases", url=pool_url, before_status="done", after_status="waiting")
+
+
+def lease_echo(task: dict[str, Any], pool_lease: Any) -> list[Any]:
+    return [pool_lease.pool, pool_lease.task_id, pool_lease.owner]
+
+
+def no_lease(task: dict[str, Any], **kwargs: Any) -> list[str]:
+    return sorted(kwargs)
+
+
+def test_run_task_gives_the_lease_to_functions_that_take_it(pool_url, make_task):
+    with TaskManager("pool", pool_url) as tm:
+        a, b = tm.create_task([lgb(make_task, 1), lgb(make_task, 2)])
+    assert run_task(lease_echo, "pool", url=pool_url, query={"_id": a})
+    assert run_task(no_lease, "pool", url=pool_url, query={"_id": b}, extra=1)
+    with TaskManager("pool", pool_url) as tm:
+        got = tm.re_query(a)["res"]
+        assert got[:2] == ["pool", a] and got[2].startswith(tm.worker_id.split(":")[0])
+        assert tm.re_query(b)["res"] == ["extra"]

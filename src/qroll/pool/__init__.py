@@ -12,13 +12,14 @@ from __future__ import annotations
 from qroll.pool.backend import PoolBackend, open_backend, register_backend, supported_schemes
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, Heartbeat, TaskManager
 from qroll.pool.records import Task, TaskStatus
-from qroll.pool.run import run_task
+from qroll.pool.run import PoolLease, run_task
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
     "Heartbeat",
     "PoolBackend",
+    "PoolLease",
     "Task",
     "TaskManager",
     "TaskStatus",

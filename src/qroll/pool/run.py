@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import multiprocessing
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from qroll.errors import LeaseLostError, NotSerializableError, PoolError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, Heartbeat, TaskManager
 from qroll.pool.records import TaskStatus
 
-__all__ = ["run_task"]
+__all__ = ["PoolLease", "run_task", "takes_pool_lease"]
 
 logger = logging.getLogger("qroll.pool")
 
@@ -24,6 +26,28 @@ TRANSITIONS = {
     ("part_done", "part_done"): "res",
     ("part_done", "done"): "res",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLease:
+    """The lease under which a worker runs a task, for task functions that take ``pool_lease``.
+
+    ``run_task`` passes it as the keyword argument ``pool_lease`` to a task function whose
+    signature has that parameter. The training entry points tag their MLflow run with it, so
+    that the next holder of the task can end the runs that earlier, lost leases left RUNNING.
+    """
+
+    pool: str
+    task_id: int
+    owner: str
+
+
+def takes_pool_lease(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` has a parameter named ``pool_lease`` (``run_task`` then passes one)."""
+    try:
+        return "pool_lease" in inspect.signature(func).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
 
 
 def _call_in_fresh_process(task_func: Callable[..., Any], param: Any, kwargs: Mapping[str, Any]) -> Any:
@@ -62,7 +86,8 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
     lease_seconds : float, default 60
         The lease; a heartbeat thread renews it every third of it while the task runs.
     **kwargs
-        Passed to ``task_func``.
+        Passed to ``task_func``; so is ``pool_lease`` (a :class:`PoolLease`) when ``task_func``
+        has a parameter of that name.
 
     Returns
     -------
@@ -89,6 +114,7 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
         raise PoolError(f"run_task cannot move tasks {before_status}→{after_status}: use one of "
                         + ", ".join(f"{a}→{b}" for a, b in TRANSITIONS))
     field = TRANSITIONS[key]
+    takes_lease = takes_pool_lease(task_func)
     ever_run = False
     failed_here: list[int] = []  # tasks this call saw fail: left to other workers or a later call
     with TaskManager(task_pool, url, lease_seconds=lease_seconds) as tm:
@@ -103,12 +129,16 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
         while task is not None:
             current = task
             logger.info("running task %s of pool %r", current["_id"], task_pool)
+            call_kwargs = dict(kwargs)
+            if takes_lease:
+                call_kwargs["pool_lease"] = PoolLease(task_pool, int(current["_id"]),
+                                                      str(current["lease_owner"]))
             try:
                 with Heartbeat(tm, current):
                     if force_release:
-                        res = _call_in_fresh_process(task_func, current[field], kwargs)
+                        res = _call_in_fresh_process(task_func, current[field], call_kwargs)
                     else:
-                        res = task_func(current[field], **kwargs)
+                        res = task_func(current[field], **call_kwargs)
                 # The result and the next claim commit together: one disk flush per task.
                 task = tm.commit_and_fetch(current, res, status=after_status, query=claim_query(),
                                            next_status=before_status)

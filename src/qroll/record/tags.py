@@ -15,9 +15,12 @@ __all__ = [
     "STATUS_END",
     "STATUS_KEY",
     "TAG_HASH",
+    "TAG_ENDED_BY",
     "TAG_HOST",
     "TAG_MODEL",
+    "TAG_POOL",
     "TAG_POOL_ID",
+    "TAG_POOL_LEASE",
     "TAG_TEST_END",
     "TAG_TEST_START",
     "task_tags",
@@ -28,6 +31,11 @@ TAG_MODEL = "qroll.model"
 TAG_TEST_START = "qroll.test_start"
 TAG_TEST_END = "qroll.test_end"
 TAG_POOL_ID = "qroll.pool_task_id"
+# Set at the start of a run that a pool worker trains: which pool, and the lease it ran under.
+TAG_POOL = "qroll.pool"
+TAG_POOL_LEASE = "qroll.pool_lease"
+# Why qroll ended a run it did not start (a worker that lost its lease left it RUNNING).
+TAG_ENDED_BY = "qroll.ended_by"
 TAG_HOST = "hostname"
 
 # Qlib's train_status tag: "begin" once train() hands the run back, "end" after end_train().

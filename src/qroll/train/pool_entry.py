@@ -8,18 +8,21 @@ keyword arguments.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from qroll.config import task_hash
 from qroll.errors import RecordError
+from qroll.pool.run import PoolLease
 from qroll.record import ExpManager, Recorder
-from qroll.record.tags import TAG_HASH
+from qroll.record.tags import TAG_ENDED_BY, TAG_HASH, TAG_POOL, TAG_POOL_ID, TAG_POOL_LEASE
 from qroll.train.task import begin_task_train, end_task_train, task_train
 
 __all__ = [
     "begin_task_train_entry",
+    "end_orphaned_runs",
     "end_task_train_entry",
     "manager_for",
     "recorder_result",
@@ -85,10 +88,58 @@ def _finished_run(manager: ExpManager, experiment: str, task: Mapping[str, Any])
     return next((r for r in found if r.tags.get(TAG_PHASE) != PHASE_BEGIN), None)
 
 
+def lease_tags(lease: PoolLease) -> dict[str, str]:
+    """The tags of a run trained under ``lease``: pool, task id and lease owner."""
+    return {TAG_POOL: lease.pool, TAG_POOL_ID: str(lease.task_id), TAG_POOL_LEASE: lease.owner}
+
+
+def end_orphaned_runs(manager: ExpManager, experiment: str, lease: PoolLease) -> list[Recorder]:
+    """End as KILLED the RUNNING runs of this pool task that were started under another lease.
+
+    Only the holder of a task's lease trains it, and ``lease`` is that holder's. A RUNNING run of
+    the same pool task under any other lease belongs to a worker that lost its lease (killed, out
+    of memory, cut off): it would stay RUNNING in MLflow for ever, and its worker, if still alive,
+    can no longer commit it (fencing). Each run ended gets the tag ``qroll.ended_by`` saying why.
+
+    Returns
+    -------
+    list of Recorder
+        The runs ended.
+    """
+    exp = manager.get_exp(experiment)
+    running = exp.list_recorders(status={Recorder.STATUS_R},
+                                 tags={TAG_POOL: lease.pool, TAG_POOL_ID: str(lease.task_id)})
+    ended = []
+    for rec in running:
+        old = rec.tags.get(TAG_POOL_LEASE)
+        if old == lease.owner:
+            continue
+        rec.set_tags(**{TAG_ENDED_BY: f"{lease.owner}: the run's pool lease {old} was lost (its "
+                                      "worker stopped renewing it) and the task was run again"})
+        rec.end(Recorder.STATUS_K)
+        ended.append(rec)
+    if ended:
+        log.warning("ended %d run(s) of task %s of pool %r left RUNNING by lost leases: %s", len(ended),
+                    lease.task_id, lease.pool, ", ".join(r.id for r in ended))
+    return ended
+
+
+def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None) -> dict[str, Any]:
+    # A custom train_func without a tags parameter still works; its runs just cannot be cleaned.
+    if lease is None:
+        return {}
+    try:
+        takes_tags = "tags" in inspect.signature(train_func).parameters
+    except (TypeError, ValueError):
+        takes_tags = False
+    return {"tags": lease_tags(lease)} if takes_tags else {}
+
+
 def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str | None = None,
                      artifact_root: str | None = None, recorder_name: str | None = None,
                      train_func: Callable[..., Recorder] = task_train,
-                     reuse_finished: bool = True) -> dict[str, str]:
+                     reuse_finished: bool = True,
+                     pool_lease: PoolLease | None = None) -> dict[str, str]:
     """Train one pool task with ``train_func`` and return its run as a pool result (JSON).
 
     Parameters
@@ -106,6 +157,10 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
         module-level, so that spawned workers can import it.
     reuse_finished : bool, default True
         Return the FINISHED run of an identical task (same hash) instead of training again.
+    pool_lease : PoolLease, optional
+        Given by ``run_task``: first end the runs of this task that lost leases left RUNNING
+        (:func:`end_orphaned_runs`), then tag the new run with the lease (when ``train_func``
+        takes ``tags``).
 
     Returns
     -------
@@ -113,18 +168,28 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
         ``{"recorder_id", "experiment", "tracking_uri"}``.
     """
     manager = manager_for(tracking, artifact_root)
+    if pool_lease is not None:
+        end_orphaned_runs(manager, experiment, pool_lease)
     rec = _finished_run(manager, experiment, task) if reuse_finished else None
     if rec is None:
-        rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager)
+        rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
+                         **_train_kwargs(train_func, pool_lease))
     return recorder_result(rec, experiment)
 
 
 def begin_task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str | None = None,
                            artifact_root: str | None = None, recorder_name: str | None = None,
-                           train_func: Callable[..., Recorder] = begin_task_train) -> dict[str, str]:
-    """Phase 1 of a delay pool trainer: record the task (:func:`begin_task_train`); its result."""
+                           train_func: Callable[..., Recorder] = begin_task_train,
+                           pool_lease: PoolLease | None = None) -> dict[str, str]:
+    """Phase 1 of a delay pool trainer: record the task (:func:`begin_task_train`); its result.
+
+    ``pool_lease`` as for :func:`task_train_entry`.
+    """
     manager = manager_for(tracking, artifact_root)
-    rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager)
+    if pool_lease is not None:
+        end_orphaned_runs(manager, experiment, pool_lease)
+    rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
+                     **_train_kwargs(train_func, pool_lease))
     rec.set_tags(**{TAG_PHASE: PHASE_BEGIN})
     return recorder_result(rec, experiment)
 

@@ -121,18 +121,20 @@ def task_train(
     experiment_name: str,
     recorder_name: str | None = None,
     exp_manager: ExpManager | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Recorder:
     """Build the task's model and dataset, fit, run its records; return the FINISHED run.
 
     The run is tagged with the task's hash, model class and test segment (see
-    :mod:`qroll.record.tags`) and holds the artifacts ``task``, ``task.json``, ``params.pkl``,
-    ``dataset`` and whatever the records write (``pred.pkl``, ``label.pkl``, ``sig_analysis/...``).
-    If anything fails, the run ends FAILED and the exception propagates.
+    :mod:`qroll.record.tags`), plus ``tags``, from its start, and holds the artifacts ``task``,
+    ``task.json``, ``params.pkl``, ``dataset`` and whatever the records write (``pred.pkl``,
+    ``label.pkl``, ``sig_analysis/...``). If anything fails, the run ends FAILED and the exception
+    propagates.
     """
     check_task(task_config)
     manager = exp_manager or ExpManager()
     exp = manager.get_exp(experiment_name)
-    with exp.start_recorder(recorder_name, tags=task_tags(task_config)) as rec:
+    with exp.start_recorder(recorder_name, tags={**task_tags(task_config), **(tags or {})}) as rec:
         _log_task_info(rec, task_config)
         _exe_task(rec, task_config)
     return rec
@@ -143,11 +145,12 @@ def begin_task_train(
     experiment_name: str,
     recorder_name: str | None = None,
     exp_manager: ExpManager | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> Recorder:
     """Phase 1 of a delay trainer: record the task only (a FINISHED run holding ``task``)."""
     _check(task_config)
     exp = (exp_manager or ExpManager()).get_exp(experiment_name)
-    with exp.start_recorder(recorder_name, tags=task_tags(task_config)) as rec:
+    with exp.start_recorder(recorder_name, tags={**task_tags(task_config), **(tags or {})}) as rec:
         _log_task_info(rec, task_config)
     return rec
 
