@@ -155,9 +155,9 @@ def signal_quality(pred: pd.DataFrame, label: pd.DataFrame) -> dict[str, float]:
             "Rank ICIR": float(ric.mean() / ric.std())}
 
 
-def run_side(cmd: list[str], out: Path, log: Path) -> dict[str, Any]:
+def run_side(cmd: list[str], out: Path, log: Path, cwd: Path = ROOT) -> dict[str, Any]:
     with log.open("w") as fh:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, text=True)
     if proc.returncode:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}); its log:\n" + log.read_text()[-4000:])
     timing = json.loads((out / "timing.json").read_text())
@@ -202,8 +202,10 @@ def main() -> None:
         spec.write_text(json.dumps({"provider": str(PROVIDER), "task": TASK, "rolling": ROLLING,
                                     "tracking": args.qlib_tracking}))
         print("Qlib 0.9.7 ...", flush=True)
+        # In the temporary folder: Qlib 0.9.7 creates its MLflow "filelock" at a path relative to
+        # the working directory (expm.py strips the store path's leading "/").
         qlib = run_side([str(QLIB_PYTHON), str(QLIB_SIDE), str(spec), str(tmp / "qlib")], tmp / "qlib",
-                        tmp / "qlib.log")
+                        tmp / "qlib.log", cwd=tmp)
         print("qroll ...", flush=True)
         (tmp / "qroll").mkdir()
         code = ("import sys; sys.path.insert(0, 'benchmarks'); from bench_rolling import qroll_flow; "
