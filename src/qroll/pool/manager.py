@@ -8,6 +8,8 @@ Differences from Qlib (``qlib/workflow/task/manage.py``), each on purpose:
   whenever a claim finds nothing), :meth:`~TaskManager.wait` on every poll;
 - :meth:`~TaskManager.commit_task_res` and :meth:`~TaskManager.return_task` are **fenced**: only the
   holder of the current lease may end it (:class:`~qroll.errors.LeaseLostError` otherwise);
+- :meth:`~TaskManager.commit_and_fetch` (not in Qlib) commits a result and claims the next task
+  in one transaction, as a worker loop needs: one durable commit per task instead of two;
 - everything is JSON, never pickle: ``def`` comes back as JSON values (tuples are lists, dates ISO
   strings) and a result must be JSON (a recorder id, not a recorder);
 - ``create_task(dry_run=True)`` returns the ids; ``remove()`` refuses an empty query;
