@@ -250,6 +250,16 @@ def test_fit_range_processors_are_not_shared_between_windows(source):
     assert np.array_equal(la.to_numpy(), lb.loc[common].to_numpy(), equal_nan=True)
 
 
+def test_forgetting_the_cache_memory_forgets_the_processed_frames(source):
+    from qroll.data.cache import forget_memory
+    from qroll.data.processed import _memory
+
+    a158(source).fetch(data_key="learn")
+    assert _memory
+    forget_memory()
+    assert not _memory
+
+
 def test_cache_off_processes_each_handler_alone(source):
     from qroll.data.processed import _memory, forget_processed
 

@@ -184,9 +184,12 @@ def load_features(
 
 
 def forget_memory() -> None:
-    """Drop the in-memory entries of this process (the files stay)."""
+    """Drop the in-memory entries of this process, and the frames processed from them (the files stay)."""
+    from qroll.data.processed import forget_processed
+
     with _memory_lock:
         _memory.clear()
+    forget_processed()
 
 
 # -- background writes ---------------------------------------------------------------------------
