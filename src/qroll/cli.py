@@ -179,9 +179,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from qroll.pool.worker import import_function, work
 
     train_func = import_function(args.train_func) if args.train_func else None
-    work(args.pool, args.pool_name, experiment=args.experiment, tracking=args.tracking,
-         concurrency=args.concurrency, lease_seconds=args.lease_seconds, stop_when_empty=args.until_empty,
-         idle_poll=args.idle_poll, train_func=train_func)
+    kwargs = {"experiment": args.experiment, "tracking": args.tracking, "lease_seconds": args.lease_seconds,
+              "stop_when_empty": args.until_empty, "idle_poll": args.idle_poll, "train_func": train_func}
+    if args.ray or args.ray_address:
+        from qroll.pool.admin import open_pool
+        from qroll.pool.ray_workers import work_on_ray
+
+        work_on_ray(args.ray_address, args.concurrency, num_cpus=args.ray_cpus, pool_url=args.pool,
+                    pool_name=args.pool_name, **kwargs)
+        with open_pool(args.pool, args.pool_name) as tm:
+            stat = ", ".join(f"{s} {n}" for s, n in sorted(tm.task_stat().items()))
+        _console().print(f"{args.concurrency} Ray worker(s) finished; pool {args.pool_name}: {stat}")
+        return 0
+    work(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs)
     return 0
 
 
@@ -253,6 +263,13 @@ def _add_pool_commands(sub: argparse._SubParsersAction) -> None:
                         help="seconds between looks at an idle pool (default 1)")
     worker.add_argument("--train-func", metavar="MODULE:FUNC",
                         help="the training function (default qroll.train.task:task_train)")
+    worker.add_argument("--ray", action="store_true",
+                        help="run the --concurrency workers as Ray tasks (pip install 'qroll[ray]'); "
+                             "a local Ray instance unless --ray-address")
+    worker.add_argument("--ray-address", metavar="ADDR",
+                        help="the Ray cluster (ray://HEAD:10001, HEAD:6379 or auto); implies --ray")
+    worker.add_argument("--ray-cpus", type=float, default=1.0, metavar="N",
+                        help="CPUs Ray reserves per worker (default 1)")
     worker.set_defaults(func=cmd_worker)
 
     pool = sub.add_parser("pool", help="inspect and repair a task pool")

@@ -115,3 +115,32 @@ def test_run_with_a_pool_and_two_workers_matches_trainer_r(tmp_path):
     for a, b in zip(preds("local"), preds("pooled"), strict=True):
         assert a.index.equals(b.index) and a.columns.equals(b.columns)
         assert np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True)  # the same fit, bit for bit
+
+
+def test_worker_on_ray_runs_the_pool(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
+    url, tracking = f"sqlite:///{tmp_path}/ray_pool.db", f"sqlite:///{tmp_path}/mlflow.db"
+    ExpManager(tracking).get_exp("r")  # the store exists before the workers race for it
+    with TaskManager("r", url) as tm:
+        ids = tm.create_task([{"model": {"class": "Noop"}, "dataset": {"kwargs": {}}, "n": i, "sleep": 0.1}
+                              for i in range(6)])
+    res = qroll_cli("worker", "--pool", url, "--pool-name", "r", "--experiment", "r", "--tracking", tracking,
+                    "--train-func", "pool_task_funcs:record_run", "--until-empty", "--idle-poll", "0.2",
+                    "--ray", "--concurrency", "2", home=tmp_path / "home")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 Ray worker(s) finished; pool r: done 6" in res.stdout
+    with TaskManager("r", url) as tm:
+        rows = list(tm.query())
+    assert [r["_id"] for r in rows] == ids and {r["status"] for r in rows} == {"done"}
+    exp = ExpManager(tracking).get_exp("r")
+    for row in rows:
+        rec = exp.get_recorder(row["res"]["recorder_id"])
+        assert rec.status == "FINISHED" and rec.params["n"] == str(row["def"]["n"])
+
+
+def test_worker_on_an_unreachable_ray_cluster_exits_2_fast(pool, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
+    res = qroll_cli("worker", "--pool", pool, "--pool-name", "p", "--ray-address", "127.0.0.1:9", "--until-empty",
+                    home=tmp_path / "home")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "cannot reach the Ray cluster at 127.0.0.1:9" in res.stderr
