@@ -138,6 +138,13 @@ def test_worker_on_ray_runs_the_pool(tmp_path):
         assert rec.status == "FINISHED" and rec.params["n"] == str(row["def"]["n"])
 
 
+def test_worker_on_ray_with_a_bad_pool_url_exits_2_before_ray_starts(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
+    res = qroll_cli("worker", "--pool", "mongodb://h/db", "--pool-name", "p", "--ray", home=tmp_path / "home")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "no supported scheme" in res.stderr and "Ray" not in res.stdout
+
+
 def test_worker_on_an_unreachable_ray_cluster_exits_2_fast(pool, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
     res = qroll_cli("worker", "--pool", pool, "--pool-name", "p", "--ray-address", "127.0.0.1:9", "--until-empty",

@@ -82,6 +82,10 @@ def work_on_ray(address: str | None, workers: int, *, num_cpus: float = 1.0,
         import ray
     except ImportError as exc:
         raise ConfigError("qroll worker --ray needs Ray: pip install 'qroll[ray]'") from exc
+    from qroll.pool.manager import TaskManager
+
+    # A bad pool URL or schema fails here, in one line, before any Ray process starts.
+    TaskManager(work_kwargs["pool_name"], work_kwargs.get("pool_url")).close()
     if address is not None:
         _check_reachable(address)
     where = "a local Ray instance" if address is None else f"the Ray cluster at {mask_credentials(address)}"
