@@ -418,14 +418,21 @@ class SQLBackend:
     def finish(self, pool: str, task_id: int, owner: str, *, status: str, now: dt.datetime,
                result: Any = KEEP, error: str | None = None, traceback: str | None = None,
                count_attempt: bool = False) -> TaskStatus | None:
-        params = {
+        params = self._finish_params(pool, task_id, owner, status=status, now=now, result=result,
+                                     error=error, traceback=traceback, count_attempt=count_attempt)
+        with self._tx(atomic=False) as run:
+            rows = run("finish", params)
+        return TaskStatus(rows[0]["status"]) if rows else None
+
+    def _finish_params(self, pool: str, task_id: int, owner: str, *, status: str, now: dt.datetime,
+                       result: Any = KEEP, error: str | None = None, traceback: str | None = None,
+                       count_attempt: bool = False) -> dict[str, Any]:
+        """The bound values of the ``finish`` query."""
+        return {
             "pool": pool, "id": task_id, "owner": owner, "status": status, "now": self._time(now),
             "set_result": 0 if result is KEEP else 1, "result": None if result is KEEP else result,
             "count_attempt": int(count_attempt), "error": error, "traceback": traceback,
         }
-        with self._tx(atomic=False) as run:
-            rows = run("finish", params)
-        return TaskStatus(rows[0]["status"]) if rows else None
 
     def finish_and_claim(self, pool: str, task_id: int, owner: str, *, status: str, result: Any,
                          query: Mapping[str, Any] | None, next_status: str, next_owner: str,
@@ -435,9 +442,7 @@ class SQLBackend:
         t = self._time(now)
         claim.update(pool=pool, status=next_status, owner=next_owner, now=t,
                      lease_until=self._time(lease_until))
-        finish = {"pool": pool, "id": task_id, "owner": owner, "status": status, "now": t,
-                  "set_result": 1, "result": result, "count_attempt": 0, "error": None,
-                  "traceback": None}
+        finish = self._finish_params(pool, task_id, owner, status=status, now=now, result=result)
         if "finish_and_claim" in self.dialect.queries:  # one statement: one round trip
             with self._tx(atomic=False) as run:
                 [row] = run("finish_and_claim", {**claim, **finish, "next_status": next_status,

@@ -138,6 +138,10 @@ class TaskManager:
         """A lease token no other claim uses: this worker's id, a random token and a counter."""
         return f"{self.worker_id}:{self._token}{next(self._claims):x}"
 
+    def _requeue_due(self, now: dt.datetime) -> bool:
+        """Whether claims should requeue expired leases first (see :meth:`fetch_task`)."""
+        return self._next_requeue is None or now >= self._next_requeue
+
     def _lease_until(self, now: dt.datetime) -> dt.datetime:
         return now + dt.timedelta(seconds=self.lease_seconds)
 
@@ -220,7 +224,7 @@ class TaskManager:
         # transaction) per task. A lease expires only lease_seconds after its last renewal, so
         # requeueing every quarter lease delays a retry by at most that much, and a claim that
         # finds nothing requeues at once (so an idle worker never waits on a dead one's lease).
-        due = self._next_requeue is None or now >= self._next_requeue
+        due = self._requeue_due(now)
         if due:
             self._next_requeue = now + dt.timedelta(seconds=self.lease_seconds / 4)
         lease_until = self._lease_until(now)
@@ -327,7 +331,7 @@ class TaskManager:
             ``res`` is not JSON; nothing is changed.
         """
         now = self._now()
-        if self._next_requeue is None or now >= self._next_requeue:  # requeue due: the usual path
+        if self._requeue_due(now):  # fetch_task requeues expired leases before it claims
             self.commit_task_res(task, res, status=status)
             return self.fetch_task(query=query, status=next_status)
         task_id, owner = _handle(task)

@@ -15,7 +15,7 @@ from qroll.errors import LeaseLostError, NotSerializableError, PoolError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, Heartbeat, TaskManager
 from qroll.pool.records import TaskStatus
 
-__all__ = ["PoolLease", "run_task", "takes_pool_lease"]
+__all__ = ["PoolLease", "run_task", "takes_keyword"]
 
 logger = logging.getLogger("qroll.pool")
 
@@ -42,10 +42,14 @@ class PoolLease:
     owner: str
 
 
-def takes_pool_lease(func: Callable[..., Any]) -> bool:
-    """Whether ``func`` has a parameter named ``pool_lease`` (``run_task`` then passes one)."""
+def takes_keyword(func: Callable[..., Any], name: str) -> bool:
+    """Whether ``func`` has a parameter called ``name`` (``**kwargs`` does not count).
+
+    >>> takes_keyword(lambda task, pool_lease=None: None, "pool_lease")
+    True
+    """
     try:
-        return "pool_lease" in inspect.signature(func).parameters
+        return name in inspect.signature(func).parameters
     except (TypeError, ValueError):  # builtins and some C callables have no signature
         return False
 
@@ -114,7 +118,7 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
         raise PoolError(f"run_task cannot move tasks {before_status}→{after_status}: use one of "
                         + ", ".join(f"{a}→{b}" for a, b in TRANSITIONS))
     field = TRANSITIONS[key]
-    takes_lease = takes_pool_lease(task_func)
+    takes_lease = takes_keyword(task_func, "pool_lease")
     ever_run = False
     failed_here: list[int] = []  # tasks this call saw fail: left to other workers or a later call
     with TaskManager(task_pool, url, lease_seconds=lease_seconds) as tm:

@@ -83,14 +83,16 @@ class ExpManager:
         return f"ExpManager(uri={self.display_uri!r}, artifact_root={self.artifact_root!r})"
 
     @contextmanager
-    def _store(self, action: str) -> Iterator[None]:
+    def _store(self, action: str, subject: str = "") -> Iterator[None]:
+        """MLflow's and its stores' errors, at the boundary: a RecordError naming ``action``
+        (and ``subject``, e.g. " for run abc") and the store, credentials masked."""
         try:
             with quiet():
                 yield
         except QrollError:
             raise
-        except Exception as exc:  # MLflow's and its stores' errors, at the boundary
-            raise RecordError(f"{action} failed in {self.display_uri}: {self._why(exc)}") from exc
+        except Exception as exc:
+            raise RecordError(f"{action} failed{subject} in {self.display_uri}: {self._why(exc)}") from exc
 
     def _why(self, exc: BaseException) -> str:
         return scrub(one_line(exc), self.uri)

@@ -20,14 +20,14 @@ import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from qroll.config import canonical_json
-from qroll.errors import LoadObjectError, QrollError, RecordError
+from qroll.errors import LoadObjectError, RecordError
 from qroll.record.store import (
     MAX_PARAM_LEN,
     MAX_TAG_LEN,
@@ -41,7 +41,6 @@ from qroll.record.store import (
     now_ms,
     one_line,
     quiet,
-    scrub,
 )
 
 if TYPE_CHECKING:
@@ -128,18 +127,8 @@ class Recorder:
         # A recorder crosses process boundaries (subprocess trainers) as its store and run id.
         return _restore_recorder, (self.manager.uri, self.manager.artifact_root, self.id)
 
-    @contextmanager
-    def _store(self, action: str) -> Iterator[None]:
-        try:
-            with quiet():
-                yield
-        except QrollError:
-            raise
-        except Exception as exc:  # MLflow's and its stores' errors, at the boundary
-            raise RecordError(
-                f"{action} failed for run {self.id} in {self.manager.display_uri}: "
-                f"{scrub(one_line(exc), self.manager.uri)}"
-            ) from exc
+    def _store(self, action: str) -> AbstractContextManager[None]:
+        return self.manager._store(action, subject=f" for run {self.id}")
 
     # -- logging --------------------------------------------------------------------------------
 

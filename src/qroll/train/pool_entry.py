@@ -8,14 +8,13 @@ keyword arguments.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from qroll.config import task_hash
 from qroll.errors import RecordError
-from qroll.pool.run import PoolLease
+from qroll.pool.run import PoolLease, takes_keyword
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import TAG_ENDED_BY, TAG_HASH, TAG_POOL, TAG_POOL_ID, TAG_POOL_LEASE
 from qroll.train.task import begin_task_train, end_task_train, task_train
@@ -126,13 +125,9 @@ def end_orphaned_runs(manager: ExpManager, experiment: str, lease: PoolLease) ->
 
 def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None) -> dict[str, Any]:
     # A custom train_func without a tags parameter still works; its runs just cannot be cleaned.
-    if lease is None:
+    if lease is None or not takes_keyword(train_func, "tags"):
         return {}
-    try:
-        takes_tags = "tags" in inspect.signature(train_func).parameters
-    except (TypeError, ValueError):
-        takes_tags = False
-    return {"tags": lease_tags(lease)} if takes_tags else {}
+    return {"tags": lease_tags(lease)}
 
 
 def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str | None = None,

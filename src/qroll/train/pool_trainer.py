@@ -18,7 +18,7 @@ from typing import Any
 from qroll.errors import PoolTimeoutError, RecordError, TrainingError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, TaskManager, default_url
 from qroll.pool.records import TaskStatus
-from qroll.pool.run import PoolLease, run_task, takes_pool_lease
+from qroll.pool.run import PoolLease, run_task, takes_keyword
 from qroll.pool.worker import DEFAULT_IDLE_POLL, work
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import STATUS_BEGIN, STATUS_END, STATUS_KEY, TAG_POOL_ID
@@ -189,7 +189,7 @@ class TrainerRM(Trainer):
 
                 def func(param: Any, pool_lease: PoolLease | None = None, **kw: Any) -> Any:
                     self._report(tm, tasks, ids, reported, t0, undone)
-                    if pool_lease is not None and takes_pool_lease(task_func):
+                    if pool_lease is not None and takes_keyword(task_func, "pool_lease"):
                         kw["pool_lease"] = pool_lease
                     return task_func(param, **kw)
 
