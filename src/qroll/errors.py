@@ -15,6 +15,7 @@ what to do; the command line prints it as one line and exits with status 2.
     ├── TaskGenError           a task template that cannot be rolled (step, rtype, segments)
     ├── RecordError            an MLflow experiment, run or artifact that cannot be used
     │   ├── TrackingError      a tracking URI that is unreachable, invalid or refused
+    │   │   └── StoreSchemaError a store whose MLflow schema is half-built, out of date or newer
     │   ├── ExperimentNotFoundError an experiment name that the store does not hold
     │   └── LoadObjectError    a run artifact that is missing or cannot be read back
     ├── ModelError             a model that cannot be fitted or used (no data, not fitted, bad loss)
@@ -25,7 +26,8 @@ what to do; the command line prints it as one line and exits with status 2.
     │   ├── PoolSchemaError    a pool database written by a schema version this qroll cannot use
     │   ├── PoolQueryError     a pool query on an unknown field or with an unknown operator
     │   ├── LeaseLostError     a commit, return or heartbeat by a worker that lost the task's lease
-    │   └── PoolTimeoutError   ``wait()`` ran out of time with tasks still waiting or running
+    │   ├── PoolTimeoutError   ``wait()`` ran out of time with tasks still waiting or running
+    │   └── TaskDeferredError  a task function gives its task back: a service it needs is down
     └── DataError              market data that cannot be read (a source, a file, a column)
         ├── DataNotFoundError  a data directory, file, market or column that does not exist
         ├── DataFormatError    a data file whose content is malformed (a bad .bin, a duplicate row)
@@ -48,11 +50,13 @@ __all__ = [
     "PoolQueryError",
     "PoolSchemaError",
     "PoolTimeoutError",
+    "TaskDeferredError",
     "ExperimentNotFoundError",
     "LoadObjectError",
     "RecordError",
     "RecordSkippedWarning",
     "TrackingError",
+    "StoreSchemaError",
     "ModelError",
     "CalendarError",
     "ClassNotFoundError",
@@ -180,6 +184,14 @@ class TrackingError(RecordError):
     """The MLflow tracking store cannot be reached: check the tracking URI."""
 
 
+class StoreSchemaError(TrackingError):
+    """The tracking store's MLflow schema is half-built, older or newer than this MLflow's.
+
+    qroll never migrates a store silently: the message says what was found and what to run
+    (``qroll store upgrade``) or remove.
+    """
+
+
 class ExperimentNotFoundError(RecordError):
     """The MLflow experiment does not exist."""
 
@@ -214,3 +226,13 @@ class LeaseLostError(PoolError):
 
 class PoolTimeoutError(PoolError):
     """Waiting for the task pool timed out with tasks still waiting or running."""
+
+
+class TaskDeferredError(PoolError):
+    """The task was given back to the pool unrun: a service it needs is unavailable.
+
+    A task function raises it when it cannot run the task for a reason that is not the task's
+    (the tracking store stayed unreachable, say). :func:`qroll.pool.run_task` then returns the
+    task to the pool without using one of its attempts, and stops: the worker cannot do better
+    with the next task.
+    """

@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from qroll.errors import LeaseLostError, NotSerializableError, PoolError
+from qroll.errors import LeaseLostError, NotSerializableError, PoolError, TaskDeferredError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, Heartbeat, TaskManager
 from qroll.pool.records import TaskStatus
 
@@ -103,8 +103,9 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
     A task whose ``task_func`` raises is recorded (message and traceback, one attempt) and goes
     back to ``before_status``, or to ``failed`` after its ``max_attempts``; the loop goes on with
     the next task (and does not take that one again in this call, leaving the retry to another
-    worker or a later call), unlike Qlib's, which re-raises and stops. ``KeyboardInterrupt`` returns the task
-    without using an attempt and propagates. A result that is not JSON counts as a failure. If the
+    worker or a later call), unlike Qlib's, which re-raises and stops. ``KeyboardInterrupt`` and
+    :class:`~qroll.errors.TaskDeferredError` (a service the task needs is down) return the task
+    without using an attempt and propagate. A result that is not JSON counts as a failure. If the
     lease was lost meanwhile (another worker now holds the task), the result is dropped with a
     warning.
 
@@ -148,8 +149,11 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
                                            next_status=before_status)
                 ever_run = True
                 continue
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, TaskDeferredError) as exc:
+                # Not the task's fault: back to the pool with its attempts untouched.
                 _give_back(tm, current, before_status)
+                if isinstance(exc, TaskDeferredError):
+                    logger.warning("task %s returned to pool %r unrun: %s", current["_id"], task_pool, exc)
                 raise
             except LeaseLostError as exc:
                 logger.warning("%s", exc)
