@@ -56,16 +56,17 @@ DEMO_CONFIG = Path(__file__).resolve().parent / "examples" / "synthetic_rolling.
 
 def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, tracking: str | None,
                     pool: str | None = None, workers: int | None = None) -> int:
-    from dataclasses import replace
-
+    from qroll.config import load_config
     from qroll.console import TrainingProgress, report_tables
     from qroll.errors import TrainingError
     from qroll.experiment import RollingExperiment
     from qroll.run_config import RunConfig
 
-    cfg = RunConfig.from_file(cfg_path)
-    cfg = replace(cfg, experiment=experiment or cfg.experiment, tracking=tracking or cfg.tracking,
-                  pool=pool or cfg.pool, workers=workers or cfg.workers)
+    raw = load_config(cfg_path)
+    # The command line wins over the file, and is validated with it (workers=0 needs a pool).
+    overrides = {"experiment": experiment, "tracking": tracking, "pool": pool, "workers": workers}
+    cfg = RunConfig.from_dict({**raw, **{k: v for k, v in overrides.items() if v is not None}},
+                              origin=str(cfg_path))
     out = _console()
     run = RollingExperiment(cfg)
     out.print(f"[bold]{cfg.experiment}[/]: tracking {run.exp_manager.display_uri}, data {cfg.data}")
@@ -319,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking", metavar="URI", help="override the config's MLflow tracking URI")
     run.add_argument("--pool", metavar="URL", help="train through a task pool at URL (TrainerRM)")
     run.add_argument("--workers", type=int, metavar="N",
-                     help="processes training from the pool: this one and N-1 spawned (default 1)")
+                     help="processes training from the pool: this one and N-1 spawned (default 1); "
+                          "0 trains nothing here and waits for `qroll worker`s")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser(

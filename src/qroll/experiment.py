@@ -199,7 +199,8 @@ class RollingExperiment:
 
         With the config's ``pool`` (a pool URL) the tasks go through a pool named after the
         experiment (:class:`~qroll.train.pool_trainer.TrainerRM`): ``workers`` processes train,
-        this one and ``workers - 1`` spawned, and any ``qroll worker`` on that pool helps.
+        this one and ``workers - 1`` spawned, and any ``qroll worker`` on that pool helps;
+        ``workers: 0`` trains nothing here and waits for ``qroll worker``\ s elsewhere.
         Otherwise :class:`TrainerR` trains them here, in order.
         ``tasks`` defaults to :meth:`check`'s; every template is checked before any run starts.
         """
@@ -212,7 +213,8 @@ class RollingExperiment:
                 experiment_name=self.config.experiment,
                 pool_url=self.config.pool,
                 exp_manager=self.exp_manager,
-                n_workers=self.config.workers - 1,
+                n_workers=max(self.config.workers - 1, 0),
+                skip_run_task=self.config.workers == 0,
                 progress=progress,
             )
         else:

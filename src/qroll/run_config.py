@@ -7,7 +7,7 @@ Every key but ``tasks`` is optional::
     calendar: data                       # "data" (the source's days), an exchange name, a day.txt
     tracking: sqlite:///qroll_runs/mlflow.db
     pool: null                           # a pool URL => TrainerRM; null => TrainerR
-    workers: 1
+    workers: 1                           # with a pool: 0 trains nothing here, waits for workers
     rolling: {step: 40, rtype: expanding, trunc_days: auto}
     tasks: [...]                         # Qlib-shaped task templates
 """
@@ -87,8 +87,11 @@ class RunConfig:
             if key not in ROLLING_KEYS:
                 raise ConfigError(f"{origin}: unknown rolling key {key!r}; known: {', '.join(ROLLING_KEYS)}")
         workers = raw.get("workers", 1)
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"{origin}: workers={workers!r} must be a whole number >= 1")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f"{origin}: workers={workers!r} must be a whole number >= 0")
+        if workers == 0 and not raw.get("pool"):
+            raise ConfigError(f"{origin}: workers=0 (train nothing here, wait for `qroll worker`s) needs a "
+                              "pool: set 'pool' to a pool URL or pass --pool")
         data = raw.get("data") or os.environ.get("QROLL_DATA") or DEFAULT_SOURCE
         return cls(
             tasks=[dict(t) for t in tasks],

@@ -47,7 +47,8 @@ def test_an_exchange_calendar():
         ({"tasks": [{"model": {}}]}, r"tasks\[0\] must be a mapping with 'model' and 'dataset'"),
         ({"tasks": [TASK], "rolling": {"stp": 5}}, "unknown rolling key 'stp'"),
         ({"tasks": [TASK], "rolling": [5]}, "'rolling' must be a mapping"),
-        ({"tasks": [TASK], "workers": 0}, "workers=0 must be a whole number >= 1"),
+        ({"tasks": [TASK], "workers": -1}, "workers=-1 must be a whole number >= 0"),
+        ({"tasks": [TASK], "workers": 0}, r"workers=0 \(train nothing here, wait for `qroll worker`s\) needs a pool"),
     ],
 )
 def test_bad_run_configs(raw, match):
