@@ -27,7 +27,8 @@ what to do; the command line prints it as one line and exits with status 2.
     │   ├── PoolQueryError     a pool query on an unknown field or with an unknown operator
     │   ├── LeaseLostError     a commit, return or heartbeat by a worker that lost the task's lease
     │   ├── PoolTimeoutError   ``wait()`` ran out of time with tasks still waiting or running
-    │   └── TaskDeferredError  a task function gives its task back: a service it needs is down
+    │   ├── TaskDeferredError  a task function gives its task back: a service it needs is down
+    │   └── RayClusterError    a Ray address that is unreachable or not a Ray cluster
     └── DataError              market data that cannot be read (a source, a file, a column)
         ├── DataNotFoundError  a data directory, file, market or column that does not exist
         ├── DataFormatError    a data file whose content is malformed (a bad .bin, a duplicate row)
@@ -51,6 +52,7 @@ __all__ = [
     "PoolSchemaError",
     "PoolTimeoutError",
     "TaskDeferredError",
+    "RayClusterError",
     "ExperimentNotFoundError",
     "LoadObjectError",
     "RecordError",
@@ -236,3 +238,7 @@ class TaskDeferredError(PoolError):
     task to the pool without using one of its attempts, and stops: the worker cannot do better
     with the next task.
     """
+
+
+class RayClusterError(PoolError):
+    """The Ray cluster for pool workers cannot be reached, or the address is not a Ray cluster."""

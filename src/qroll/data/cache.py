@@ -12,7 +12,9 @@ On disk, under ``<home>/cache/features/``::
     <key>.json      the manifest: key, shape, column names, index levels, byte size and CRC-32
 
 The data file is written to a temporary name, fsynced and renamed; the manifest follows the
-same way, so an entry becomes visible only once both are complete. A manifest whose file is
+same way, so an entry becomes visible only once both are complete. Processes that computed the
+same new entry at once write it once: the writer holds ``.<key>.lock`` (an OS lock, freed if its
+holder is killed), and the others skip the write. A manifest whose file is
 missing, of another size or checksum, or unreadable is a miss: the entry is rebuilt, with a
 :class:`~qroll.errors.FeatureCacheWarning`. In one process the last few entries stay in memory.
 Handlers write a new entry in a background thread while they process the frame
@@ -169,13 +171,14 @@ def load_features(
             return _memory[key]
     folder = cache_dir(home)
     wait_for_writes(key)
+    seen = _stamp(folder, key)
     frame = _read_entry(folder, key)
     if frame is None:
         frame = compute()
         if background:
-            _write_in_background(folder, key, frame, source, instruments)
+            _write_in_background(folder, key, frame, source, instruments, seen)
         else:
-            _write_entry(folder, key, frame, source, instruments)
+            _write_entry(folder, key, frame, source, instruments, seen)
     with _memory_lock:
         _memory[key] = frame
         while len(_memory) > MEMORY_ENTRIES:
@@ -199,10 +202,11 @@ _writers: dict[str, threading.Thread] = {}
 _write_errors: list[tuple[str, BaseException]] = []
 
 
-def _write_in_background(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
+def _write_in_background(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any,
+                         seen: tuple[int, int] | None) -> None:
     def job() -> None:
         try:
-            _write_entry(folder, key, frame, source, instruments)
+            _write_entry(folder, key, frame, source, instruments, seen)
         except Exception as exc:  # reported by wait_for_writes, in the caller's thread
             with _memory_lock:
                 _write_errors.append((key, exc))
@@ -248,8 +252,47 @@ atexit.register(wait_for_writes)  # runs after the writer threads are joined: re
 DATA_SUFFIX = ".bin"
 
 
-def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
+def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any,
+                 seen: tuple[int, int] | None | bool = True) -> None:
+    """Write the entry, unless another process is writing it, or wrote it after the caller saw
+    the ``seen`` manifest (:func:`_stamp` when it looked; None: there was none; True: write)."""
+    from filelock import FileLock, Timeout
+
     folder.mkdir(parents=True, exist_ok=True)
+    # One writer per entry across processes: workers that computed the same new entry at once
+    # would otherwise each write it, and a reader could pair one's manifest with another's data.
+    # The lock is the OS's, so a writer killed mid-write frees it.
+    lock = FileLock(folder / f".{key}.lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return  # another process is writing this very entry
+    try:
+        now = _stamp(folder, key)
+        if seen is not True and now is not None and now != seen:
+            return  # written by another process since this one found it missing or damaged
+        for stale in folder.glob(f".{key}.*.tmp"):  # a killed writer's: every writer holds the lock
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        _write_files(folder, key, frame, source, instruments)
+    finally:
+        # Removed while held: whoever locks the file afterwards (or a new one) finds the entry
+        # complete and writes nothing; a killed writer's lock file is simply reused.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock.lock_file)
+        lock.release()
+
+
+def _stamp(folder: Path, key: str) -> tuple[int, int] | None:
+    """The identity of the entry's manifest file (each write renames a new one into place)."""
+    try:
+        st = (folder / f"{key}.json").stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _write_files(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
     index = frame.index
     if not isinstance(index, pd.MultiIndex):
         raise TypeError("the feature frame must be indexed by (datetime, instrument)")
@@ -424,7 +467,7 @@ def cache_clear(home: str | os.PathLike[str] | None = None) -> int:
         return 0
     removed = 0
     for path in folder.iterdir():
-        if path.is_file() and (path.suffix in (".json", DATA_SUFFIX, ".tmp")):
+        if path.is_file() and (path.suffix in (".json", DATA_SUFFIX, ".tmp", ".lock")):
             removed += path.suffix == ".json"
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()

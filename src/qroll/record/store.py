@@ -9,7 +9,9 @@ a 120 s timeout, minutes of silence before an error. Every message goes through
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,7 +25,16 @@ from qroll.errors import TrackingError
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-__all__ = ["PROBE_TIMEOUT_S", "connect", "mask_credentials", "scrub"]
+__all__ = [
+    "HTTP_CLIENT_DEFAULTS",
+    "PROBE_TIMEOUT_S",
+    "connect",
+    "driver_uri",
+    "mask_credentials",
+    "probe_store",
+    "scrub",
+    "use_http_client_defaults",
+]
 
 PROBE_TIMEOUT_S = 5  # seconds a reachability probe of a database or server may take
 # MLflow's limits per log_batch call and per value (mlflow.utils.validation).
@@ -128,29 +139,11 @@ def _check_sqlite(uri: str, shown: str) -> None:
             f"tracking URI {shown}: folder {folder} does not exist; create it or fix the path "
             "(sqlite:///relative/path.db or sqlite:////absolute/path.db)"
         )
-    _use_wal(Path(database).expanduser(), shown)
+    # Built under a lock, in a temporary file renamed into place (qroll.record.creation): MLflow
+    # would otherwise migrate a new file in every process that opens it at once, and break it.
+    from qroll.record.creation import ensure_sqlite_store
 
-
-def _use_wal(path: Path, shown: str) -> None:
-    """Switch the SQLite store to write-ahead logging (a setting kept in the file).
-
-    A run's few commits then cost ~20 ms instead of ~40 ms, and readers (a collector, the MLflow
-    UI) no longer block the workers writing runs.
-    """
-    import sqlite3
-
-    try:
-        conn = sqlite3.connect(path, timeout=PROBE_TIMEOUT_S)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-        finally:
-            conn.close()
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc):
-            return  # another process holds the file: it is usable, and WAL is only an optimisation
-        raise TrackingError(f"cannot open the SQLite tracking store {shown}: {exc}") from exc
-    except sqlite3.Error as exc:
-        raise TrackingError(f"cannot open the SQLite tracking store {shown}: {exc}") from exc
+    ensure_sqlite_store(Path(database).expanduser().resolve(), shown)
 
 
 def _probe_database(uri: str, shown: str, kind: str) -> None:
@@ -194,6 +187,104 @@ def _probe_http(uri: str, shown: str) -> None:
         )
 
 
+def probe_store(uri: str, shown: str) -> None:
+    """Check, within seconds and without retries, that the store behind ``uri`` answers.
+
+    A database is connected to, a tracking server asked for one experiment; a SQLite file
+    (always there) and other stores pass. Used to tell an outage from a task's own failure.
+
+    Raises
+    ------
+    TrackingError
+        If the store does not answer; the message names it as ``shown`` (masked).
+    """
+    kind = urlsplit(uri).scheme.lower().split("+", 1)[0]
+    if kind in _NETWORK_DBS:
+        _probe_database(uri, shown, kind)
+    elif kind in ("http", "https"):
+        _probe_http(uri, shown)
+
+
+# MLflow's own HTTP retries for a qroll client: a couple, within seconds. MLflow's defaults
+# (7 retries, back-off factor 2, 120 s timeout) keep a worker silent for about four minutes when
+# its server is down; qroll waits for the server itself, with a bound the user sets.
+HTTP_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    # MLflow prints a "View run at ..." link, after one more request, for each run it ends.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
+def use_http_client_defaults() -> None:
+    """Set :data:`HTTP_CLIENT_DEFAULTS` in this process's environment, where the user set none.
+
+    MLflow reads these variables at each request, for every client of the process.
+    """
+    for name, value in HTTP_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+_DEFAULT_DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("mysqldb", "pymysql")}
+_INSTALL_HINT = {"postgresql": "pip install 'qroll[postgres]' (psycopg 3)",
+                 "mysql": "pip install mysqlclient (or PyMySQL, as mysql+pymysql://)"}
+
+
+def driver_uri(uri: str, shown: str) -> str:
+    """``uri`` spelt with a database driver this Python has; other URIs unchanged.
+
+    ``postgres://`` becomes ``postgresql://`` (SQLAlchemy 2 dropped the alias). A URI without a
+    driver (``postgresql://``) takes SQLAlchemy's default one (psycopg2 before SQLAlchemy 2.1,
+    psycopg 3 since) when it is installed, else another known driver that is, spelt out
+    (``postgresql+psycopg://``).
+
+    Raises
+    ------
+    TrackingError
+        If no driver for the database can be imported: one line naming the store and the
+        package to install.
+
+    Examples
+    --------
+    >>> driver_uri("sqlite:///runs/mlflow.db", "sqlite:///runs/mlflow.db")
+    'sqlite:///runs/mlflow.db'
+    """
+    scheme, sep, rest = uri.partition("://")
+    kind, plus, driver = scheme.lower().partition("+")
+    if not sep or kind not in _NETWORK_DBS:
+        return uri
+    if kind == "postgres":
+        kind, uri = "postgresql", f"postgresql{plus}{driver}://{rest}"
+    if _driver_ok(uri):
+        return uri
+    if not plus:
+        for name in _DEFAULT_DRIVERS.get(kind, ()):
+            candidate = f"{kind}+{name}://{rest}"
+            if _driver_ok(candidate):
+                return candidate
+    hint = _INSTALL_HINT.get(kind, f"install a {kind} driver for SQLAlchemy")
+    if plus:
+        raise TrackingError(f"tracking URI {shown} names the {kind} driver {driver!r}, which is not "
+                            f"installed in {sys.executable}: install it, or write {kind}:// to use "
+                            f"any installed driver ({hint})")
+    raise TrackingError(f"tracking URI {shown} needs a {kind} driver and none is installed in "
+                        f"{sys.executable}: {hint}")
+
+
+def _driver_ok(uri: str) -> bool:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except (ImportError, NoSuchModuleError):
+        return False
+    except ArgumentError:
+        return True  # a malformed URL: the probe reports it with the store's name
+    return True
+
+
 def connect(uri: str, shown: str) -> MlflowClient:
     """A client on ``uri`` after checking, quickly, that the store answers."""
     kind = urlsplit(uri).scheme.lower().split("+", 1)[0]
@@ -201,6 +292,10 @@ def connect(uri: str, shown: str) -> MlflowClient:
         _check_sqlite(uri, shown)
     elif kind in _NETWORK_DBS:
         _probe_database(uri, shown, kind)
+        from qroll.home import qroll_home
+        from qroll.record.creation import ensure_database_store
+
+        ensure_database_store(uri, shown, str(qroll_home().resolve() / "artifacts"))
     elif kind in ("http", "https"):
         _probe_http(uri, shown)
     from mlflow.tracking import MlflowClient
@@ -208,7 +303,7 @@ def connect(uri: str, shown: str) -> MlflowClient:
     try:
         with quiet():
             client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)  # creates the schema of a new SQLite store
+            client.search_experiments(max_results=1)  # MLflow's own check of the schema
     except Exception as exc:  # MLflow, SQLAlchemy or OS errors while opening the store
         message = scrub(one_line(exc), uri)
         if kind in ("", "file") and "MLFLOW_ALLOW_FILE_STORE" in str(exc):
