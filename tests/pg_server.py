@@ -7,7 +7,7 @@ loopback only: nothing outside this machine can reach it.
 
 Use :func:`private_postgres` (a context manager) or the ``private_pg`` fixture of a test module::
 
-    with private_postgres(tmp_path) as pg:
+    with private_postgres() as pg:
         url = pg.url                # postgresql://postgres@127.0.0.1:PORT/postgres
         pg.create_database("pool")  # postgresql://postgres@127.0.0.1:PORT/pool
         pg.restart(mode="immediate")  # as a crash: every connection is cut
@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,12 +118,20 @@ class PrivatePostgres:
 
 
 @contextmanager
-def private_postgres(root: Path) -> Iterator[PrivatePostgres]:
-    """A started private server under ``root``; stopped (immediately) on exit, whatever happens."""
-    pg = PrivatePostgres(root)
-    pg.init()
-    pg.start()
+def private_postgres(root: Path | None = None) -> Iterator[PrivatePostgres]:
+    """A started private server; stopped (immediately) and removed on exit, whatever happens.
+
+    Its folder is a new one under ``/tmp`` (``root`` is ignored and kept for callers passing a
+    test's ``tmp_path``): pytest's temporary folders are private to their owner, and under root
+    the server runs as ``postgres``, which could not enter them.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="qroll-pg-", dir="/tmp"))
+    folder.chmod(0o755)
+    pg = PrivatePostgres(folder / "server")
     try:
+        pg.init()
+        pg.start()
         yield pg
     finally:
         pg.stop("immediate")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -89,11 +89,14 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def make_tm(pool_url: str, clock: FrozenClock) -> Iterator[Callable[..., TaskManager]]:
-    """``make_tm(**overrides)``: a TaskManager on the test pool, frozen clock, closed afterwards."""
+    """``make_tm(**overrides)``: a TaskManager on the test pool, frozen clock, no clock tolerance,
+    closed afterwards."""
     made: list[TaskManager] = []
 
     def make(**overrides: Any) -> TaskManager:
-        kwargs: dict[str, Any] = {"task_pool": "pool", "url": pool_url, "clock": clock, "lease_seconds": 60}
+        # Leases judged exactly (no clock tolerance): the suite moves the clock past their ends.
+        kwargs: dict[str, Any] = {"task_pool": "pool", "url": pool_url, "clock": clock, "lease_seconds": 60,
+                                  "clock_tolerance": 0}
         kwargs.update(overrides)
         tm = TaskManager(**kwargs)
         made.append(tm)

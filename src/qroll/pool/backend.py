@@ -247,9 +247,11 @@ class PoolBackend(Protocol):
         ...
 
     def claim(self, pool: str, query: Mapping[str, Any] | None, *, status: str, owner: str,
-              now: dt.datetime, lease_until: dt.datetime, requeue: bool = True) -> Task | None:
+              now: dt.datetime, lease_until: dt.datetime, requeue: bool = True,
+              expired_before: dt.datetime | None = None) -> Task | None:
         """Atomically move the best ``status`` task to ``running``; first requeue expired leases
-        when ``requeue`` (callers that requeue on their own schedule pass ``False``)."""
+        when ``requeue`` (callers that requeue on their own schedule pass ``False``), as
+        :meth:`requeue_expired` does."""
         ...
 
     def heartbeat(self, pool: str, task_id: int, owner: str, *, now: dt.datetime,
@@ -273,8 +275,11 @@ class PoolBackend(Protocol):
         and nothing is claimed: ``(False, None)``."""
         ...
 
-    def requeue_expired(self, pool: str, *, now: dt.datetime) -> int:
-        """Send running tasks whose lease ended before ``now`` back, or to ``failed``."""
+    def requeue_expired(self, pool: str, *, now: dt.datetime,
+                        expired_before: dt.datetime | None = None) -> int:
+        """Send running tasks whose lease ended before ``expired_before`` (default ``now``: the
+        caller's allowance for clock skew, see :class:`~qroll.pool.manager.TaskManager`) back,
+        or to ``failed``; ``now`` is the time written."""
         ...
 
     def select(self, pool: str, query: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -391,12 +396,15 @@ class SQLBackend:
                 run("analyze", {})
         return out
 
-    def requeue_expired(self, pool: str, *, now: dt.datetime) -> int:
+    def requeue_expired(self, pool: str, *, now: dt.datetime,
+                        expired_before: dt.datetime | None = None) -> int:
+        params = {"pool": pool, "now": self._time(now), "expired_before": self._time(expired_before or now)}
         with self._tx(atomic=False) as run:
-            return len(run("requeue_expired", {"pool": pool, "now": self._time(now)}))
+            return len(run("requeue_expired", params))
 
     def claim(self, pool: str, query: Mapping[str, Any] | None, *, status: str, owner: str,
-              now: dt.datetime, lease_until: dt.datetime, requeue: bool = True) -> Task | None:
+              now: dt.datetime, lease_until: dt.datetime, requeue: bool = True,
+              expired_before: dt.datetime | None = None) -> Task | None:
         where, params = build_where({k: v for k, v in (query or {}).items() if k != "status"},
                                     self.dialect)
         t = self._time(now)
@@ -404,7 +412,8 @@ class SQLBackend:
         # Without a requeue the claim is one statement, atomic by itself: no transaction round trips.
         with self._tx(atomic=requeue) as run:
             if requeue:  # in the same transaction, so the requeued rows are claimable at once
-                run("requeue_expired", {"pool": pool, "now": t})
+                run("requeue_expired", {"pool": pool, "now": t,
+                                        "expired_before": self._time(expired_before or now)})
             rows = run("claim", params, where=where, **self.claim_parts)
         return Task.from_row(rows[0]) if rows else None
 

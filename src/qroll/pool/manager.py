@@ -41,12 +41,16 @@ from qroll.home import qroll_home
 from qroll.pool.backend import NewTask, PoolBackend, open_backend
 from qroll.pool.records import Task, TaskStatus
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "DEFAULT_MAX_ATTEMPTS", "Heartbeat", "TaskManager", "default_url"]
+__all__ = ["DEFAULT_CLOCK_TOLERANCE", "DEFAULT_LEASE_SECONDS", "DEFAULT_MAX_ATTEMPTS", "Heartbeat",
+           "TaskManager", "default_url"]
 
 logger = logging.getLogger("qroll.pool")
 
 DEFAULT_LEASE_SECONDS = 60.0  # seconds a claim holds a task without a heartbeat
 DEFAULT_MAX_ATTEMPTS = 3  # failures (errors or lost leases) before a task is ``failed``
+#: Seconds past a lease's end before another worker requeues it (at most ``lease_seconds``): the
+#: clock skew between machines that cannot make a lease expire early.
+DEFAULT_CLOCK_TOLERANCE = 5.0
 Query = Mapping[str, Any]
 
 
@@ -85,6 +89,19 @@ class TaskManager:
     worker_id : str, optional
         Names this worker in leases; default ``host:pid``. Each claim adds a unique suffix (a
         random per-manager token and a counter), so a re-claim never reuses a stale lease.
+    clock_tolerance : float, optional
+        Seconds this manager waits past the end of another worker's lease before requeueing it;
+        default ``min(5, lease_seconds)``. A lease's end is written with its holder's clock and
+        judged with this manager's: clocks that differ by up to this much never make a lease
+        expire early. The cost is that a killed worker's task is retried that much later.
+
+    Notes
+    -----
+    Why a tolerance rather than the database's clock: one rule for both backends, testable with
+    frozen clocks (``clock``), and no extra round trip. A holder renewing on time (every third
+    of its lease, :class:`Heartbeat`) already survives a skew of up to two thirds of the lease;
+    the tolerance covers short leases, late renewals (a database outage, a busy machine) and
+    fetch-to-commit without a heartbeat.
 
     Raises
     ------
@@ -114,15 +131,19 @@ class TaskManager:
     def __init__(self, task_pool: str, url: str | None = None, *,
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Callable[[], dt.datetime] | None = None,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, clock_tolerance: float | None = None) -> None:
         if lease_seconds <= 0 or max_attempts < 1:
             raise PoolError(f"lease_seconds={lease_seconds} and max_attempts={max_attempts}: "
                             "both must be positive")
+        if clock_tolerance is not None and not clock_tolerance >= 0:
+            raise PoolError(f"clock_tolerance={clock_tolerance} must be zero or more seconds")
         self.task_pool = task_pool
         self.url = url or default_url()
         self.lease_seconds = float(lease_seconds)
         self.max_attempts = int(max_attempts)
         self.clock = clock or utcnow
+        self.clock_tolerance = (min(DEFAULT_CLOCK_TOLERANCE, self.lease_seconds) if clock_tolerance is None
+                                else float(clock_tolerance))
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.backend: PoolBackend = open_backend(self.url)
         self._token = secrets.token_hex(4)
@@ -144,6 +165,10 @@ class TaskManager:
 
     def _lease_until(self, now: dt.datetime) -> dt.datetime:
         return now + dt.timedelta(seconds=self.lease_seconds)
+
+    def _expired_before(self, now: dt.datetime) -> dt.datetime:
+        """Leases that ended before this time (by this manager's clock) are expired."""
+        return now - dt.timedelta(seconds=self.clock_tolerance)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -229,7 +254,8 @@ class TaskManager:
             self._next_requeue = now + dt.timedelta(seconds=self.lease_seconds / 4)
         lease_until = self._lease_until(now)
         task = self.backend.claim(self.task_pool, query, status=status, owner=owner, now=now,
-                                  lease_until=lease_until, requeue=due)
+                                  lease_until=lease_until, requeue=due,
+                                  expired_before=self._expired_before(now))
         if task is None and not due and self.requeue_expired():
             task = self.backend.claim(self.task_pool, query, status=status, owner=owner, now=now,
                                       lease_until=lease_until, requeue=False)
@@ -440,8 +466,10 @@ class TaskManager:
         self.backend.update(self.task_pool, {"_id": task_id}, now=self._now(), priority=int(priority))
 
     def requeue_expired(self) -> int:
-        """Send running tasks whose lease expired back (or to ``failed``); the count."""
-        return self.backend.requeue_expired(self.task_pool, now=self._now())
+        """Send running tasks whose lease expired more than ``clock_tolerance`` seconds ago back
+        (or to ``failed``); the count."""
+        now = self._now()
+        return self.backend.requeue_expired(self.task_pool, now=now, expired_before=self._expired_before(now))
 
     def wait(self, query: Query | None = None, timeout: float | None = None,
              poll: float = 1.0) -> dict[str, int]:

@@ -15,7 +15,7 @@ from qroll.errors import LeaseLostError, NotSerializableError, PoolError, TaskDe
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, Heartbeat, TaskManager
 from qroll.pool.records import TaskStatus
 
-__all__ = ["PoolLease", "run_task", "takes_keyword"]
+__all__ = ["PoolLease", "Tally", "run_task", "run_with", "takes_keyword"]
 
 logger = logging.getLogger("qroll.pool")
 
@@ -112,56 +112,100 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
     Raises
     ------
     PoolError
-        An unsupported transition.
+        An unsupported transition (before the pool is opened).
+    PoolConnectionError
+        The pool stayed unreachable longer than its backend reconnects (PostgreSQL:
+        ``reconnect_seconds``).
     """
+    _field(before_status, after_status)
+    with TaskManager(task_pool, url, lease_seconds=lease_seconds) as tm:
+        return run_with(tm, task_func, query, force_release, before_status, after_status, Tally(),
+                        kwargs) > 0
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one worker did so far (mutable: counted while tasks run): tasks committed, tasks whose
+    function failed (an attempt recorded), tasks given back unrun (:class:`TaskDeferredError`)."""
+
+    done: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+
+def run_with(tm: TaskManager, task_func: Callable[..., Any], query: Mapping[str, Any] | None,
+             force_release: bool, before_status: str, after_status: str, tally: Tally,
+             kwargs: Mapping[str, Any]) -> int:
+    """:func:`run_task`'s loop on an open manager, counting into ``tally``; the tasks committed.
+
+    Raises what :func:`run_task` raises, and :class:`~qroll.errors.PoolConnectionError` when the
+    pool stays unreachable (a task then held keeps its lease until it expires).
+    """
+    field = _field(before_status, after_status)
+    task_pool = tm.task_pool
+    takes_lease = takes_keyword(task_func, "pool_lease")
+    committed = 0
+    failed_here: list[int] = []  # tasks this call saw fail: left to other workers or a later call
+
+    def claim_query() -> dict[str, Any]:
+        q = dict(query or {})
+        if failed_here and "_id" not in q:
+            q["_id"] = {"$nin": failed_here}
+        return q
+
+    def failed(task: dict[str, Any], exc: Exception) -> None:
+        failed_here.append(int(task["_id"]))
+        tally.failed += 1
+        _record(tm, task, exc, before_status)
+
+    task = tm.fetch_task(query=claim_query(), status=before_status)
+    while task is not None:
+        current = task
+        logger.info("running task %s of pool %r", current["_id"], task_pool)
+        call_kwargs = dict(kwargs)
+        if takes_lease:
+            call_kwargs["pool_lease"] = PoolLease(task_pool, int(current["_id"]), str(current["lease_owner"]))
+        try:
+            with Heartbeat(tm, current):
+                if force_release:
+                    res = _call_in_fresh_process(task_func, current[field], call_kwargs)
+                else:
+                    res = task_func(current[field], **call_kwargs)
+        except (KeyboardInterrupt, TaskDeferredError) as exc:
+            # Not the task's fault: back to the pool with its attempts untouched.
+            _give_back(tm, current, before_status)
+            if isinstance(exc, TaskDeferredError):
+                tally.deferred += 1
+                logger.warning("task %s returned to pool %r unrun: %s", current["_id"], task_pool, exc)
+            raise
+        except Exception as exc:  # a task's failure is recorded; the worker goes on
+            failed(current, exc)
+            task = tm.fetch_task(query=claim_query(), status=before_status)
+            continue
+        # Outside the try above: a pool that stays unreachable is no failure of the task (its
+        # lease expires and another worker runs it), so it propagates instead of being recorded.
+        try:
+            # The result and the next claim commit together: one disk flush per task.
+            task = tm.commit_and_fetch(current, res, status=after_status, query=claim_query(),
+                                       next_status=before_status)
+            committed += 1
+            tally.done += 1
+            continue
+        except LeaseLostError as exc:
+            logger.warning("%s", exc)
+        except NotSerializableError as exc:  # a result that is not JSON is the task's failure
+            failed(current, exc)
+        task = tm.fetch_task(query=claim_query(), status=before_status)
+    return committed
+
+
+def _field(before_status: str, after_status: str) -> str:
+    """What a task function receives for this transition; a clear error for others."""
     key = (TaskStatus(before_status).value, TaskStatus(after_status).value)
     if key not in TRANSITIONS:
         raise PoolError(f"run_task cannot move tasks {before_status}→{after_status}: use one of "
                         + ", ".join(f"{a}→{b}" for a, b in TRANSITIONS))
-    field = TRANSITIONS[key]
-    takes_lease = takes_keyword(task_func, "pool_lease")
-    ever_run = False
-    failed_here: list[int] = []  # tasks this call saw fail: left to other workers or a later call
-    with TaskManager(task_pool, url, lease_seconds=lease_seconds) as tm:
-
-        def claim_query() -> dict[str, Any]:
-            q = dict(query or {})
-            if failed_here and "_id" not in q:
-                q["_id"] = {"$nin": failed_here}
-            return q
-
-        task = tm.fetch_task(query=claim_query(), status=before_status)
-        while task is not None:
-            current = task
-            logger.info("running task %s of pool %r", current["_id"], task_pool)
-            call_kwargs = dict(kwargs)
-            if takes_lease:
-                call_kwargs["pool_lease"] = PoolLease(task_pool, int(current["_id"]),
-                                                      str(current["lease_owner"]))
-            try:
-                with Heartbeat(tm, current):
-                    if force_release:
-                        res = _call_in_fresh_process(task_func, current[field], call_kwargs)
-                    else:
-                        res = task_func(current[field], **call_kwargs)
-                # The result and the next claim commit together: one disk flush per task.
-                task = tm.commit_and_fetch(current, res, status=after_status, query=claim_query(),
-                                           next_status=before_status)
-                ever_run = True
-                continue
-            except (KeyboardInterrupt, TaskDeferredError) as exc:
-                # Not the task's fault: back to the pool with its attempts untouched.
-                _give_back(tm, current, before_status)
-                if isinstance(exc, TaskDeferredError):
-                    logger.warning("task %s returned to pool %r unrun: %s", current["_id"], task_pool, exc)
-                raise
-            except LeaseLostError as exc:
-                logger.warning("%s", exc)
-            except Exception as exc:  # a task's failure is recorded; the worker goes on
-                failed_here.append(int(current["_id"]))
-                _record(tm, current, exc, before_status)
-            task = tm.fetch_task(query=claim_query(), status=before_status)
-        return ever_run
+    return TRANSITIONS[key]
 
 
 def _give_back(tm: TaskManager, task: dict[str, Any], status: str) -> None:

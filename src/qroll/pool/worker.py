@@ -3,7 +3,9 @@
 A worker claims tasks with :func:`~qroll.pool.run_task` (leases renewed by a heartbeat, commits
 fenced), trains each into an MLflow run and stores the run's id as the result. A worker killed
 outright (``SIGKILL``, a lost machine) loses nothing: its lease expires, the task goes back to
-``waiting`` (one attempt used) and another worker runs it.
+``waiting`` (one attempt used) and another worker runs it. :func:`work` returns a
+:class:`WorkSummary` (tasks done, failed, given back), from which ``qroll worker`` sets its exit
+status.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from qroll.errors import ConfigError
+from qroll.errors import ConfigError, PoolError, QrollError, TaskDeferredError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, TaskManager
 from qroll.pool.records import TaskStatus
-from qroll.pool.run import run_task
+from qroll.pool.run import Tally, run_with
 
-__all__ = ["DEFAULT_IDLE_POLL", "import_function", "work"]
+__all__ = ["DEFAULT_IDLE_POLL", "WorkSummary", "import_function", "work"]
 
 logger = logging.getLogger("qroll.pool")
 
@@ -51,6 +55,41 @@ def import_function(spec: str) -> Callable[..., Any]:
     return func
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorkSummary:
+    """What :func:`work` did, summed over its processes.
+
+    Attributes
+    ----------
+    done : int
+        Tasks whose result this worker committed.
+    failed : int
+        Tasks whose function raised here (each an attempt recorded: the task went back to the
+        pool, or to ``failed`` after its last attempt).
+    deferred : int
+        Tasks given back unrun, attempts untouched, because a service they need was down
+        (:class:`~qroll.errors.TaskDeferredError`); the process that met one stopped.
+
+    Examples
+    --------
+    >>> WorkSummary(done=3) + WorkSummary(done=1, failed=2)
+    WorkSummary(done=4, failed=2, deferred=0)
+    """
+
+    done: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+    def __add__(self, other: WorkSummary) -> WorkSummary:
+        return WorkSummary(done=self.done + other.done, failed=self.failed + other.failed,
+                           deferred=self.deferred + other.deferred)
+
+    @property
+    def ok(self) -> bool:
+        """Whether no task failed or was given back (``qroll worker`` exits 0)."""
+        return not (self.failed or self.deferred)
+
+
 def _parent_gone() -> bool:
     parent = multiprocessing.parent_process()
     return parent is not None and not parent.is_alive()
@@ -58,21 +97,38 @@ def _parent_gone() -> bool:
 
 def _loop(pool_url: str, pool_name: str, task_func: Callable[..., Any], query: Mapping[str, Any] | None,
           before_status: str, after_status: str, lease_seconds: float, stop_when_empty: bool,
-          idle_poll: float, kwargs: Mapping[str, Any]) -> int:
-    committed = 0
+          idle_poll: float, kwargs: Mapping[str, Any]) -> WorkSummary:
+    tally = Tally()
+    # One manager (one connection) for the whole loop: a PostgreSQL pool that restarts is
+    # reconnected to by its backend, whereas opening a new one then would fail at once.
     with TaskManager(pool_name, pool_url, lease_seconds=lease_seconds) as tm:
-        while True:
-            if run_task(task_func, pool_name, query=dict(query or {}), before_status=before_status,
-                        after_status=after_status, url=pool_url, lease_seconds=lease_seconds, **kwargs):
-                committed += 1
-                continue
-            if _parent_gone():  # a child of a killed `qroll worker --concurrency N`: stop too
-                return committed
-            tm.requeue_expired()
-            stat = tm.task_stat(query)
-            if stop_when_empty and stat.get(before_status, 0) + stat.get(TaskStatus.RUNNING.value, 0) == 0:
-                return committed
-            time.sleep(idle_poll)
+        try:
+            while True:
+                if run_with(tm, task_func, query, False, before_status, after_status, tally, kwargs):
+                    continue
+                if _parent_gone():  # a child of a killed `qroll worker --concurrency N`: stop too
+                    break
+                tm.requeue_expired()
+                stat = tm.task_stat(query)
+                undone = stat.get(before_status, 0) + stat.get(TaskStatus.RUNNING.value, 0)
+                if stop_when_empty and undone == 0:
+                    break
+                time.sleep(idle_poll)
+        except TaskDeferredError as exc:
+            # The next task would meet the same missing service: stop, and say so once.
+            logger.error("qroll worker stops (pool %r): a task was given back unrun: %s", pool_name, exc)
+    return WorkSummary(done=tally.done, failed=tally.failed, deferred=tally.deferred)
+
+
+def _child(report: Any, *args: Any) -> None:
+    """A worker process of ``work(concurrency=N)``: its summary, or its error, to the parent."""
+    try:
+        summary = _loop(*args)
+    except QrollError as exc:
+        report.put(exc)
+        sys.exit(2)
+    report.put(summary)
+    sys.exit(0 if summary.ok else 1)
 
 
 def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tracking: str | None = None,
@@ -80,7 +136,7 @@ def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tr
          idle_poll: float = DEFAULT_IDLE_POLL, *, artifact_root: str | None = None,
          train_func: Callable[..., Any] | None = None, task_func: Callable[..., Any] | None = None,
          query: Mapping[str, Any] | None = None, before_status: str = "waiting",
-         after_status: str = "done", recorder_name: str | None = None) -> None:
+         after_status: str = "done", recorder_name: str | None = None) -> WorkSummary:
     """Run tasks of a pool in ``concurrency`` processes until it is empty (or for ever).
 
     Parameters
@@ -118,6 +174,22 @@ def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tr
         The transition (see :func:`run_task`).
     recorder_name : str, optional
         The run name of each task.
+
+    Returns
+    -------
+    WorkSummary
+        Tasks done, failed and given back, summed over the processes. A process that meets a
+        :class:`~qroll.errors.TaskDeferredError` (a service the tasks need is down) gives its
+        task back and stops; the others go on.
+
+    Raises
+    ------
+    PoolConnectionError
+        The pool stayed unreachable longer than its backend reconnects (PostgreSQL:
+        ``reconnect_seconds`` in the URL, default 60 s). With ``concurrency > 1``, the first
+        error of a process is raised once all have ended.
+    PoolError
+        A worker process ended without a report (killed, say).
     """
     from qroll.train import pool_entry
 
@@ -139,10 +211,11 @@ def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tr
     args = (pool_url, pool_name, task_func, query, before_status, after_status, float(lease_seconds),
             stop_when_empty, float(idle_poll), kwargs)
     if concurrency == 1:
-        _loop(*args)
-        return
+        return _loop(*args)
     ctx = multiprocessing.get_context("spawn")  # nothing of this process leaks in; any platform
-    procs = [ctx.Process(target=_loop, args=args, name=f"qroll-worker-{i}") for i in range(concurrency)]
+    report = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_child, args=(report, *args), name=f"qroll-worker-{i}")
+             for i in range(concurrency)]
     for proc in procs:
         proc.start()
     try:
@@ -153,3 +226,17 @@ def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tr
             if proc.is_alive():
                 proc.terminate()  # their leases expire and the tasks go to other workers
                 proc.join()
+    total, errors = WorkSummary(), []
+    while not report.empty():
+        item = report.get()
+        if isinstance(item, WorkSummary):
+            total += item
+        else:
+            errors.append(item)
+    if errors:
+        raise errors[0]
+    silent = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode not in (0, 1)]
+    if silent:
+        raise PoolError(f"worker process(es) {', '.join(silent)} of pool {pool_name!r} ended without a "
+                        "report (killed?); their tasks go back to the pool when their leases expire")
+    return total

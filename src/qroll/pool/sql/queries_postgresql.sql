@@ -46,7 +46,7 @@ SET status = CASE WHEN t.attempts + 1 >= t.max_attempts THEN 'failed'
                  || ': its worker stopped renewing it (killed, out of memory or cut off)',
     lease_owner = NULL, lease_expires = NULL, updated = %(now)s
 WHERE t.id IN (SELECT id FROM qroll_tasks
-               WHERE pool = %(pool)s AND status = 'running' AND lease_expires < %(now)s
+               WHERE pool = %(pool)s AND status = 'running' AND lease_expires < %(expired_before)s
                FOR UPDATE SKIP LOCKED);
 
 -- name: claim
@@ -107,6 +107,18 @@ WITH done AS (
 )
 SELECT (SELECT COUNT(*) FROM done) AS finished, claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON true;
+
+-- name: held_by
+-- After a lost connection: the task a claim by this lease token took, if its commit landed.
+SELECT * FROM qroll_tasks WHERE pool = %(pool)s AND status = 'running' AND lease_owner = %(owner)s;
+
+-- name: finished
+-- After a lost connection: whether a finish with these values landed. The row no longer names
+-- its lease, so it is recognised by what the finish wrote: its exact time, status and result.
+SELECT id, status FROM qroll_tasks
+WHERE id = %(id)s AND pool = %(pool)s AND lease_owner IS NULL AND updated = %(now)s
+  AND (status = %(status)s::text OR (%(count_attempt)s::int = 1 AND status = 'failed'))
+  AND (%(set_result)s::int = 0 OR result = %(result)s::jsonb);
 
 -- name: select
 SELECT * FROM qroll_tasks WHERE pool = %(pool)s {where} ORDER BY id;

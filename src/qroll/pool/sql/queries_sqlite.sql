@@ -44,7 +44,7 @@ SET status = CASE WHEN attempts + 1 >= max_attempts THEN 'failed'
     last_error = 'the lease of ' || lease_owner || ' expired at ' || lease_expires
                  || ': its worker stopped renewing it (killed, out of memory or cut off)',
     lease_owner = NULL, lease_expires = NULL, updated = :now
-WHERE pool = :pool AND status = 'running' AND lease_expires < :now;
+WHERE pool = :pool AND status = 'running' AND lease_expires < :expired_before;
 
 -- name: claim
 UPDATE qroll_tasks
@@ -70,6 +70,17 @@ SET status = CASE WHEN :count_attempt = 1 AND attempts + 1 >= max_attempts THEN 
     lease_owner = NULL, lease_expires = NULL, updated = :now
 WHERE id = :id AND pool = :pool AND status = 'running' AND lease_owner = :owner
 RETURNING id, status;
+
+-- name: held_by
+-- After a lost connection: the task a claim by this lease token took, if its commit landed.
+SELECT * FROM qroll_tasks WHERE pool = :pool AND status = 'running' AND lease_owner = :owner;
+
+-- name: finished
+-- After a lost connection: whether a finish with these values landed (see queries_postgresql.sql).
+SELECT id, status FROM qroll_tasks
+WHERE id = :id AND pool = :pool AND lease_owner IS NULL AND updated = :now
+  AND (status = :status OR (:count_attempt = 1 AND status = 'failed'))
+  AND (:set_result = 0 OR result = :result);
 
 -- name: select
 SELECT * FROM qroll_tasks WHERE pool = :pool {where} ORDER BY id;
