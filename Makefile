@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 QLIB_VENV := .venv-qlib
 
-.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling bench-pool clean
+.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling bench-pool bench-collect-server clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -65,6 +65,11 @@ bench-rolling: $(STAMP) $(QLIB_VENV)/.installed
 
 bench-pool: $(STAMP) .venv-procrastinate/.installed
 	$(BIN)/python benchmarks/bench_pool.py
+
+## collecting 200 runs through a local mlflow server against a local SQLite store
+## (writes benchmarks/results/collect_server.json)
+bench-collect-server: $(STAMP)
+	$(BIN)/python benchmarks/bench_collect_server.py
 
 clean:
 	rm -rf $(VENV) $(QLIB_VENV) .pytest_cache .mypy_cache .ruff_cache

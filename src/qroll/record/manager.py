@@ -13,11 +13,13 @@ from qroll.home import qroll_home
 from qroll.record.experiment import Experiment
 from qroll.record.store import (
     connect,
+    driver_uri,
     error_code,
     mask_credentials,
     one_line,
     quiet,
     scrub,
+    use_http_client_defaults,
 )
 
 __all__ = ["ExpManager"]
@@ -42,8 +44,17 @@ class ExpManager:
     Raises
     ------
     TrackingError
-        If the store cannot be reached or opened; raised within seconds, never after minutes of
-        retries. The message names the URI with its password masked.
+        If the store cannot be reached or opened, or no driver for its database is installed;
+        raised within seconds, never after minutes of retries. The message names the URI with
+        its password masked.
+
+    Notes
+    -----
+    For a tracking server (``http(s)://``) the process's MLflow HTTP client is set, where the
+    user's environment does not say otherwise, to retry a request twice within seconds instead
+    of seven times within minutes, and not to print a link for each run it ends
+    (:data:`qroll.record.store.HTTP_CLIENT_DEFAULTS`). Pool workers wait for a server that went
+    away themselves, with a bound (:mod:`qroll.train.pool_entry`).
 
     Attributes
     ----------
@@ -74,6 +85,11 @@ class ExpManager:
             artifact_root = str(qroll_home(home).resolve() / "artifacts")
         if artifact_root is not None and "://" not in artifact_root:
             artifact_root = str(Path(artifact_root).expanduser().resolve())
+        # Spelt with a driver this Python has (postgresql+psycopg:// where psycopg2 is missing),
+        # or one clear line now rather than SQLAlchemy's import error from deep inside MLflow.
+        uri = driver_uri(uri, mask_credentials(uri))
+        if uri.startswith(("http://", "https://")):
+            use_http_client_defaults()
         self.uri = uri
         self.display_uri = mask_credentials(uri)
         self.artifact_root = artifact_root

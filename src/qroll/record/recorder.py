@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path, PurePosixPath
@@ -267,6 +268,16 @@ class Recorder:
                     "(is the package that pickled it importable here?)"
                 ) from exc
         with tempfile.TemporaryDirectory(prefix="qroll-load-") as tmp:
+            proxied = self._download_proxied(name, tmp)
+            if proxied is not None:
+                with open(proxied, "rb") as fh:
+                    try:
+                        return json.load(fh) if name.endswith(".json") else pickle.load(fh)  # noqa: S301
+                    except Exception as exc:
+                        raise LoadObjectError(
+                            f"artifact {name!r} of run {self.id} cannot be read: {one_line(exc)} "
+                            "(is the package that pickled it importable here?)"
+                        ) from exc
             try:
                 with quiet():
                     local = self.client.download_artifacts(self.id, name, dst_path=tmp)
@@ -298,6 +309,35 @@ class Recorder:
             return None
         path = os.path.join(uri, *_relative(name).parts)
         return path if os.path.isfile(path) else None
+
+    def _download_proxied(self, name: str, folder: str) -> str | None:
+        """Download artifact ``name`` of a run whose artifacts a tracking server proxies
+        (``mlflow-artifacts:/...``) into ``folder``, in one request; None for other stores.
+
+        MLflow's own download costs four requests per file (the run, a listing, the server's
+        capabilities, the file): collecting 200 runs through a local server took 4.4 s, 64 times
+        the time from a local store (benchmarks/README.md).
+        """
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.artifact_uri or "")
+        if parts.scheme != "mlflow-artifacts" or parts.netloc or not self.manager.uri.startswith("http"):
+            return None
+        remote = f"{parts.path.strip('/')}/{_relative(name)}"
+        local = os.path.join(folder, "artifact")
+        try:
+            with quiet():
+                _proxy_repository(self.manager.uri)._download_file(remote, local)
+        except Exception as exc:  # requests' HTTPError or connection errors, MLflow's wrappers
+            response = getattr(exc, "response", None)
+            if getattr(response, "status_code", None) == 404:
+                raise LoadObjectError(
+                    f"run {self.id} has no artifact {name!r} (it has {self._artifact_summary()}); "
+                    "check the name, or that the record that writes it ran"
+                ) from exc
+            raise RecordError(f"downloading artifact {name!r} of run {self.id} from "
+                              f"{self.manager.display_uri} failed: {self.manager._why(exc)}") from exc
+        return local
 
     def _artifact_summary(self) -> str:
         try:
@@ -368,6 +408,21 @@ def _relative(name: str) -> PurePosixPath:
     if not name or rel.is_absolute() or ".." in rel.parts:
         raise RecordError(f"artifact name {name!r} must be a relative path without '..', e.g. 'pred.pkl'")
     return rel
+
+
+_PROXIES: dict[str, Any] = {}
+_PROXIES_LOCK = threading.Lock()
+
+
+def _proxy_repository(tracking_uri: str) -> Any:
+    """The root of a tracking server's proxied artifacts, one per server and process: it keeps
+    the server's capabilities once fetched, and is safe to share between threads."""
+    with _PROXIES_LOCK:
+        if tracking_uri not in _PROXIES:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            _PROXIES[tracking_uri] = get_artifact_repository("mlflow-artifacts:/", tracking_uri=tracking_uri)
+        return _PROXIES[tracking_uri]
 
 
 _SHARED: dict[tuple[str, str | None], ExpManager] = {}

@@ -4,28 +4,44 @@ A pool result is ``{"recorder_id": ..., "experiment": ..., "tracking_uri": ...}`
 process to find the run again (:func:`result_recorder`). The functions here are module-level so
 spawned worker processes can import them by name; the tracking store and the experiment travel as
 keyword arguments.
+
+A tracking store that goes away while a task trains (a tracking server stopped, a PostgreSQL
+backend restarted) does not fail the task: the entry points wait for the store, with growing
+pauses, for at most ``store_wait`` seconds (default :data:`DEFAULT_STORE_WAIT_S`, or
+``$QROLL_STORE_WAIT``). If it answers again, the runs the outage left RUNNING or FAILED under
+this lease are ended KILLED (tagged ``qroll.ended_by``) and the task is trained again; a run the
+store had already FINISHED is reused. If not, :class:`~qroll.errors.TaskDeferredError` gives the
+task back to the pool unrun, no attempt used, and the worker stops. Either way no half-recorded
+run is ever stored as a task's result.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from qroll.config import task_hash
-from qroll.errors import RecordError
+from qroll.errors import ConfigError, RecordError, TaskDeferredError, TrackingError
 from qroll.pool.run import PoolLease, takes_keyword
 from qroll.record import ExpManager, Recorder
+from qroll.record.store import driver_uri, mask_credentials, probe_store
 from qroll.record.tags import TAG_ENDED_BY, TAG_HASH, TAG_POOL, TAG_POOL_ID, TAG_POOL_LEASE
 from qroll.train.task import begin_task_train, end_task_train, task_train
 
 __all__ = [
+    "DEFAULT_STORE_WAIT_S",
+    "STORE_WAIT_ENV",
     "begin_task_train_entry",
     "end_orphaned_runs",
+    "end_outage_runs",
     "end_task_train_entry",
     "manager_for",
     "recorder_result",
     "result_recorder",
+    "store_wait_seconds",
     "task_train_entry",
 ]
 
@@ -34,6 +50,12 @@ log = logging.getLogger("qroll.train")
 # Tags a delay pool trainer's runs: "begin" after phase 1 (task recorded, nothing fitted), "end".
 TAG_PHASE = "qroll.delay_phase"
 PHASE_BEGIN, PHASE_END = "begin", "end"
+
+DEFAULT_STORE_WAIT_S = 60.0  # seconds a worker waits for a tracking store that went away
+STORE_WAIT_ENV = "QROLL_STORE_WAIT"  # overrides the default; inherited by spawned workers
+_FIRST_PAUSE_S, _MAX_PAUSE_S = 0.5, 8.0  # pauses between looks at a store that is down, doubling
+
+T = TypeVar("T")
 
 # One ExpManager per store and process: opening an MLflow store takes a second or more.
 _MANAGERS: dict[tuple[str | None, str | None], ExpManager] = {}
@@ -130,11 +152,123 @@ def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None) -> di
     return {"tags": lease_tags(lease)}
 
 
+# -- a tracking store that goes away -------------------------------------------------------------
+
+
+def store_wait_seconds(store_wait: float | None = None) -> float:
+    """The bound, in seconds, on waiting for a tracking store that went away.
+
+    ``store_wait`` if given, else ``$QROLL_STORE_WAIT``, else :data:`DEFAULT_STORE_WAIT_S`.
+
+    Raises
+    ------
+    ConfigError
+        If the value is not a number of seconds >= 0.
+    """
+    raw: Any = store_wait if store_wait is not None else os.environ.get(STORE_WAIT_ENV, DEFAULT_STORE_WAIT_S)
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0:  # also NaN
+        where = "store_wait" if store_wait is not None else f"${STORE_WAIT_ENV}"
+        raise ConfigError(f"{where}={raw!r} must be a number of seconds >= 0, e.g. 60")
+    return seconds
+
+
+def _store_down(uri: str) -> TrackingError | None:
+    """The probe's error when the store does not answer now; None when it does."""
+    shown = mask_credentials(uri)
+    try:
+        probe_store(driver_uri(uri, shown), shown)
+    except TrackingError as exc:
+        return exc
+    return None
+
+
+def _wait_for_store(uri: str, deadline: float) -> TrackingError | None:
+    """Look at the store with doubling pauses until it answers (None) or ``deadline`` passes."""
+    pause = _FIRST_PAUSE_S
+    while True:
+        down = _store_down(uri)
+        left = deadline - time.monotonic()
+        if down is None or left <= 0:
+            return down
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _MAX_PAUSE_S)
+
+
+def end_outage_runs(manager: ExpManager, experiment: str, lease: PoolLease) -> list[Recorder]:
+    """End as KILLED the runs of this lease that a store outage left RUNNING or FAILED.
+
+    Such a run may miss any of its records (the store went away while they were written); it is
+    ended so that nothing reads it as a result, and tagged ``qroll.ended_by`` saying why. A run
+    the store FINISHED is complete and left alone (:func:`task_train_entry` reuses it).
+
+    Returns
+    -------
+    list of Recorder
+        The runs ended.
+    """
+    exp = manager.get_exp(experiment)
+    found = exp.list_recorders(status={Recorder.STATUS_R, Recorder.STATUS_FA}, tags=lease_tags(lease))
+    for rec in found:
+        rec.set_tags(**{TAG_ENDED_BY: f"{lease.owner}: the tracking store went away while this run "
+                                      "was recorded; the task was run again"})
+        rec.end(Recorder.STATUS_K)
+    if found:
+        log.warning("ended %d run(s) of task %s of pool %r left by a tracking store outage: %s", len(found),
+                    lease.task_id, lease.pool, ", ".join(r.id for r in found))
+    return found
+
+
+def _through_outages(attempt: Callable[[ExpManager], T], *, tracking: str | None, artifact_root: str | None,
+                     store_wait: float | None, lease: PoolLease | None,
+                     after_outage: Callable[[ExpManager], Any] | None = None) -> T:
+    """``attempt(manager)``, again after each outage of the store, within the wait's bound.
+
+    An exception is an outage when the store does not answer a probe just after it; any other
+    is the task's own and propagates (the pool counts an attempt). ``after_outage`` cleans up
+    once the store is back, before the next try.
+    """
+    bound = store_wait_seconds(store_wait)
+    deadline: float | None = None
+    while True:
+        try:
+            manager = manager_for(tracking, artifact_root)
+            if deadline is not None and after_outage is not None:
+                after_outage(manager)
+            return attempt(manager)
+        except TaskDeferredError:
+            raise
+        except Exception as exc:
+            if tracking is None or _store_down(tracking) is None:
+                raise  # the store answers (or is the home's SQLite file): the failure is the task's own
+            shown = mask_credentials(tracking)
+            if deadline is None:
+                deadline = time.monotonic() + bound
+            log.warning("tracking store %s went away (%s); waiting up to %.0f s for it", shown,
+                        type(exc).__name__, max(deadline - time.monotonic(), 0.0))
+            down = _wait_for_store(tracking, deadline)
+            if down is not None:
+                where = f"task {lease.task_id} of pool {lease.pool!r}" if lease else "the task"
+                raise TaskDeferredError(
+                    f"tracking store {shown} did not answer for {bound:.0f} s ({down}); {where} "
+                    "goes back to the pool unrun; start the store (or fix the address) and the "
+                    f"workers again (${STORE_WAIT_ENV} sets the wait)"
+                ) from exc
+            log.warning("tracking store %s answers again: running the task again", shown)
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
 def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str | None = None,
                      artifact_root: str | None = None, recorder_name: str | None = None,
                      train_func: Callable[..., Recorder] = task_train,
                      reuse_finished: bool = True,
-                     pool_lease: PoolLease | None = None) -> dict[str, str]:
+                     pool_lease: PoolLease | None = None,
+                     store_wait: float | None = None) -> dict[str, str]:
     """Train one pool task with ``train_func`` and return its run as a pool result (JSON).
 
     Parameters
@@ -156,45 +290,78 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
         Given by ``run_task``: first end the runs of this task that lost leases left RUNNING
         (:func:`end_orphaned_runs`), then tag the new run with the lease (when ``train_func``
         takes ``tags``).
+    store_wait : float, optional
+        Seconds to wait for a tracking store that went away (see the module docstring); default
+        :func:`store_wait_seconds`'s.
 
     Returns
     -------
     dict
         ``{"recorder_id", "experiment", "tracking_uri"}``.
+
+    Raises
+    ------
+    TaskDeferredError
+        The tracking store stayed away for ``store_wait`` seconds: the task goes back to the pool.
     """
-    manager = manager_for(tracking, artifact_root)
-    if pool_lease is not None:
-        end_orphaned_runs(manager, experiment, pool_lease)
-    rec = _finished_run(manager, experiment, task) if reuse_finished else None
-    if rec is None:
-        rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
-                         **_train_kwargs(train_func, pool_lease))
-    return recorder_result(rec, experiment)
+
+    def attempt(manager: ExpManager) -> dict[str, str]:
+        if pool_lease is not None:
+            end_orphaned_runs(manager, experiment, pool_lease)
+        rec = _finished_run(manager, experiment, task) if reuse_finished else None
+        if rec is None:
+            rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
+                             **_train_kwargs(train_func, pool_lease))
+        return recorder_result(rec, experiment)
+
+    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, store_wait=store_wait,
+                            lease=pool_lease, after_outage=_outage_cleanup(experiment, pool_lease))
+
+
+def _outage_cleanup(experiment: str, lease: PoolLease | None) -> Callable[[ExpManager], Any] | None:
+    if lease is None:
+        return None
+    return lambda manager: end_outage_runs(manager, experiment, lease)
 
 
 def begin_task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str | None = None,
                            artifact_root: str | None = None, recorder_name: str | None = None,
                            train_func: Callable[..., Recorder] = begin_task_train,
-                           pool_lease: PoolLease | None = None) -> dict[str, str]:
+                           pool_lease: PoolLease | None = None,
+                           store_wait: float | None = None) -> dict[str, str]:
     """Phase 1 of a delay pool trainer: record the task (:func:`begin_task_train`); its result.
 
-    ``pool_lease`` as for :func:`task_train_entry`.
+    ``pool_lease`` and ``store_wait`` as for :func:`task_train_entry`.
     """
-    manager = manager_for(tracking, artifact_root)
-    if pool_lease is not None:
-        end_orphaned_runs(manager, experiment, pool_lease)
-    rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
-                     **_train_kwargs(train_func, pool_lease))
-    rec.set_tags(**{TAG_PHASE: PHASE_BEGIN})
-    return recorder_result(rec, experiment)
+
+    def attempt(manager: ExpManager) -> dict[str, str]:
+        if pool_lease is not None:
+            end_orphaned_runs(manager, experiment, pool_lease)
+        rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
+                         **_train_kwargs(train_func, pool_lease))
+        rec.set_tags(**{TAG_PHASE: PHASE_BEGIN})
+        return recorder_result(rec, experiment)
+
+    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, store_wait=store_wait,
+                            lease=pool_lease, after_outage=_outage_cleanup(experiment, pool_lease))
 
 
 def end_task_train_entry(res: Mapping[str, Any], *, experiment: str, tracking: str | None = None,
                          artifact_root: str | None = None,
-                         train_func: Callable[..., Recorder] = end_task_train) -> dict[str, str]:
-    """Phase 2: fit the run phase 1 recorded (``res`` is its pool result); the result again."""
-    manager = manager_for(tracking, artifact_root)
-    rec = result_recorder(res, manager)
-    done = train_func(rec, experiment, exp_manager=rec.manager)
-    done.set_tags(**{TAG_PHASE: PHASE_END})
-    return recorder_result(done, experiment)
+                         train_func: Callable[..., Recorder] = end_task_train,
+                         pool_lease: PoolLease | None = None,
+                         store_wait: float | None = None) -> dict[str, str]:
+    """Phase 2: fit the run phase 1 recorded (``res`` is its pool result); the result again.
+
+    After an outage of the store the same run is resumed and fitted again: it is the run the
+    pool's result names, so it is never ended as an outage's leftover.
+    """
+
+    def attempt(manager: ExpManager) -> dict[str, str]:
+        rec = result_recorder(res, manager)
+        done = train_func(rec, experiment, exp_manager=rec.manager)
+        done.set_tags(**{TAG_PHASE: PHASE_END})
+        return recorder_result(done, experiment)
+
+    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, store_wait=store_wait,
+                            lease=pool_lease)
