@@ -55,11 +55,13 @@ DEMO_CONFIG = Path(__file__).resolve().parent / "examples" / "synthetic_rolling.
 
 
 def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, tracking: str | None,
-                    pool: str | None = None, workers: int | None = None) -> int:
+                    pool: str | None = None, workers: int | None = None,
+                    artifact_root: str | None = None) -> int:
     from qroll.config import load_config
     from qroll.console import TrainingProgress, report_tables
     from qroll.errors import TrainingError
     from qroll.experiment import RollingExperiment
+    from qroll.record import ExpManager
     from qroll.run_config import RunConfig
 
     raw = load_config(cfg_path)
@@ -68,7 +70,7 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
     cfg = RunConfig.from_dict({**raw, **{k: v for k, v in overrides.items() if v is not None}},
                               origin=str(cfg_path))
     out = _console()
-    run = RollingExperiment(cfg)
+    run = RollingExperiment(cfg, ExpManager(cfg.tracking, artifact_root) if artifact_root else None)
     out.print(f"[bold]{cfg.experiment}[/]: tracking {run.exp_manager.display_uri}, data {cfg.data}")
     tasks = run.check()  # before anything is deleted or written
     if reset:
@@ -89,7 +91,8 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_experiment(args.config, args.reset, args.experiment, args.tracking, args.pool, args.workers)
+    return _run_experiment(args.config, args.reset, args.experiment, args.tracking, args.pool, args.workers,
+                           args.artifact_root)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -176,23 +179,52 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_upgrade(args: argparse.Namespace) -> int:
+    from qroll.record.creation import upgrade_store
+
+    _console().print(upgrade_store(args.tracking))
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from qroll.pool.worker import import_function, work
+    from qroll.train.pool_entry import STORE_WAIT_ENV, manager_for, store_wait_seconds
 
     train_func = import_function(args.train_func) if args.train_func else None
+    if args.ray_address:
+        from qroll.pool.ray_workers import check_address
+
+        check_address(args.ray_address)  # not a Ray cluster: fail before the store or pool is opened
+    if args.store_wait is not None:
+        # The bound travels to spawned workers through their environment (see qroll.train.pool_entry).
+        os.environ[STORE_WAIT_ENV] = str(store_wait_seconds(args.store_wait))
+    if args.tracking:
+        manager_for(args.tracking, args.artifact_root)  # an unusable store fails here, before any claim
     kwargs = {"experiment": args.experiment, "tracking": args.tracking, "lease_seconds": args.lease_seconds,
-              "stop_when_empty": args.until_empty, "idle_poll": args.idle_poll, "train_func": train_func}
+              "stop_when_empty": args.until_empty, "idle_poll": args.idle_poll, "train_func": train_func,
+              "artifact_root": args.artifact_root}
     if args.ray or args.ray_address:
         from qroll.pool.admin import open_pool
         from qroll.pool.ray_workers import work_on_ray
 
-        work_on_ray(args.ray_address, args.concurrency, num_cpus=args.ray_cpus, pool_url=args.pool,
-                    pool_name=args.pool_name, **kwargs)
+        total = work_on_ray(args.ray_address, args.concurrency, num_cpus=args.ray_cpus, pool_url=args.pool,
+                            pool_name=args.pool_name, **kwargs)
         with open_pool(args.pool, args.pool_name) as tm:
             stat = ", ".join(f"{s} {n}" for s, n in sorted(tm.task_stat().items()))
         _console().print(f"{args.concurrency} Ray worker(s) finished; pool {args.pool_name}: {stat}")
+        if total is not None and not total.ok:  # None: a work() that reports nothing
+            print(f"qroll worker: pool {args.pool_name}: the Ray workers had {total.failed} failed task "
+                  f"attempt(s), {total.deferred} task(s) given back unrun, {total.done} done (see "
+                  f"`qroll pool list --pool-name {args.pool_name}`)", file=sys.stderr)
+            return EXIT_FAILED_RUN
         return 0
-    work(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs)
+    summary = work(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs)
+    if not summary.ok:
+        # Not bad input (exit 2): the worker ran, but not every task it took succeeded.
+        print(f"qroll worker: pool {args.pool_name}: {summary.failed} failed task attempt(s), "
+              f"{summary.deferred} task(s) given back unrun, {summary.done} done (see `qroll pool list "
+              f"--pool-name {args.pool_name}`)", file=sys.stderr)
+        return EXIT_FAILED_RUN
     return 0
 
 
@@ -254,6 +286,13 @@ def _add_pool_commands(sub: argparse._SubParsersAction) -> None:
     _add_pool_args(worker)
     worker.add_argument("--experiment", help="the MLflow experiment (default: the pool name)")
     worker.add_argument("--tracking", metavar="URI", help="MLflow tracking URI (default: the qroll home's)")
+    worker.add_argument("--artifact-root", metavar="DIR_OR_URI",
+                        help="where experiments this worker creates keep artifacts: a folder every "
+                             "machine shares, or an artifact URI (default: beside a SQLite store, or "
+                             "the qroll home's artifacts; a tracking server chooses its own)")
+    worker.add_argument("--store-wait", type=float, metavar="S",
+                        help="seconds to wait for a tracking store that went away before giving the "
+                             "task back to the pool (default $QROLL_STORE_WAIT or 60)")
     worker.add_argument("--concurrency", type=int, default=1, metavar="N",
                         help="worker processes (default 1)")
     worker.add_argument("--until-empty", action="store_true",
@@ -270,7 +309,8 @@ def _add_pool_commands(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--ray-address", metavar="ADDR",
                         help="the Ray cluster (ray://HEAD:10001, HEAD:6379 or auto); implies --ray")
     worker.add_argument("--ray-cpus", type=float, default=1.0, metavar="N",
-                        help="CPUs Ray reserves per worker (default 1)")
+                        help="CPUs Ray reserves per worker on its node (default 1); the workers are "
+                             "spread over the nodes")
     worker.set_defaults(func=cmd_worker)
 
     pool = sub.add_parser("pool", help="inspect and repair a task pool")
@@ -318,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--experiment", help="override the config's experiment name")
     run.add_argument("--tracking", metavar="URI", help="override the config's MLflow tracking URI")
+    run.add_argument("--artifact-root", metavar="DIR_OR_URI",
+                     help="where a new experiment keeps artifacts (a shared folder or an artifact URI) "
+                          "when --tracking is a database; default beside a SQLite store, else the "
+                          "qroll home's artifacts")
     run.add_argument("--pool", metavar="URL", help="train through a task pool at URL (TrainerRM)")
     run.add_argument("--workers", type=int, metavar="N",
                      help="processes training from the pool: this one and N-1 spawned (default 1); "
@@ -358,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     cache_sub.add_parser("info", help="list the entries").set_defaults(func=cmd_cache_info)
     cache_sub.add_parser("clear", help="delete every entry").set_defaults(func=cmd_cache_clear)
+    store = sub.add_parser("store", help="the MLflow tracking store: upgrade its schema")
+    store_sub = store.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    upgrade = store_sub.add_parser(
+        "upgrade", help="migrate the store to this MLflow's schema, under the lock openers take")
+    upgrade.add_argument("--tracking", metavar="URI",
+                         help="MLflow tracking URI (default: the qroll home's SQLite)")
+    upgrade.set_defaults(func=cmd_store_upgrade)
     _add_pool_commands(sub)
     return parser
 

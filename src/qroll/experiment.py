@@ -200,7 +200,7 @@ class RollingExperiment:
         With the config's ``pool`` (a pool URL) the tasks go through a pool named after the
         experiment (:class:`~qroll.train.pool_trainer.TrainerRM`): ``workers`` processes train,
         this one and ``workers - 1`` spawned, and any ``qroll worker`` on that pool helps;
-        ``workers: 0`` trains nothing here and waits for ``qroll worker``\ s elsewhere.
+        ``workers: 0`` trains nothing here and waits for workers elsewhere (``qroll worker``).
         Otherwise :class:`TrainerR` trains them here, in order.
         ``tasks`` defaults to :meth:`check`'s; every template is checked before any run starts.
         """
