@@ -254,30 +254,14 @@ class Recorder:
         LoadObjectError
             If the run has no such artifact or it cannot be read.
         """
-        import json
-
         local_path = self._local_artifact(name)
         if local_path is not None:
             # A local artifact store: read the file in place, no copy (collecting reads thousands).
-            try:
-                with open(local_path, "rb") as fh:
-                    return json.load(fh) if name.endswith(".json") else pickle.load(fh)  # noqa: S301
-            except Exception as exc:
-                raise LoadObjectError(
-                    f"artifact {name!r} of run {self.id} cannot be read: {one_line(exc)} "
-                    "(is the package that pickled it importable here?)"
-                ) from exc
+            return self._read(name, local_path)
         with tempfile.TemporaryDirectory(prefix="qroll-load-") as tmp:
             proxied = self._download_proxied(name, tmp)
             if proxied is not None:
-                with open(proxied, "rb") as fh:
-                    try:
-                        return json.load(fh) if name.endswith(".json") else pickle.load(fh)  # noqa: S301
-                    except Exception as exc:
-                        raise LoadObjectError(
-                            f"artifact {name!r} of run {self.id} cannot be read: {one_line(exc)} "
-                            "(is the package that pickled it importable here?)"
-                        ) from exc
+                return self._read(name, proxied)
             try:
                 with quiet():
                     local = self.client.download_artifacts(self.id, name, dst_path=tmp)
@@ -291,14 +275,20 @@ class Recorder:
                     f"artifact {name!r} of run {self.id} is a folder; load one of its files: "
                     f"{self.list_artifacts(name)}"
                 )
-            try:
-                with open(local, "rb") as fh:
-                    return json.load(fh) if name.endswith(".json") else pickle.load(fh)  # noqa: S301
-            except Exception as exc:  # whatever the unpickled classes raise
-                raise LoadObjectError(
-                    f"artifact {name!r} of run {self.id} cannot be read: {one_line(exc)} "
-                    "(is the package that pickled it importable here?)"
-                ) from exc
+            return self._read(name, local)
+
+    def _read(self, name: str, path: str) -> Any:
+        """Artifact ``name`` from its file at ``path``: parsed JSON (``.json``) or unpickled."""
+        import json
+
+        try:
+            with open(path, "rb") as fh:
+                return json.load(fh) if name.endswith(".json") else pickle.load(fh)  # noqa: S301
+        except Exception as exc:  # whatever the unpickled classes raise
+            raise LoadObjectError(
+                f"artifact {name!r} of run {self.id} cannot be read: {one_line(exc)} "
+                "(is the package that pickled it importable here?)"
+            ) from exc
 
     def _local_artifact(self, name: str) -> str | None:
         """The file of artifact ``name`` when the run's artifacts are on this file system."""
