@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 ## everything CI runs: lint, type check, and the whole test suite (slow tests included)
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 ## quick iteration: unit tests and doctests only, stop at the first failure
 test-fast: $(STAMP)

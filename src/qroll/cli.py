@@ -11,11 +11,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 import qroll
 from qroll.errors import QrollError
+
+if TYPE_CHECKING:
+    from qroll.pool.worker import WorkSummary
 
 __all__ = ["main"]
 
@@ -212,20 +216,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
         with open_pool(args.pool, args.pool_name) as tm:
             stat = ", ".join(f"{s} {n}" for s, n in sorted(tm.task_stat().items()))
         _console().print(f"{args.concurrency} Ray worker(s) finished; pool {args.pool_name}: {stat}")
-        if total is not None and not total.ok:  # None: a work() that reports nothing
-            print(f"qroll worker: pool {args.pool_name}: the Ray workers had {total.failed} failed task "
-                  f"attempt(s), {total.deferred} task(s) given back unrun, {total.done} done (see "
-                  f"`qroll pool list --pool-name {args.pool_name}`)", file=sys.stderr)
-            return EXIT_FAILED_RUN
+        if total is None:  # a work() that reports nothing
+            return 0
+        return _worker_outcome(total, args.pool_name, "the Ray workers had ")
+    return _worker_outcome(work(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs),
+                           args.pool_name)
+
+
+def _worker_outcome(summary: WorkSummary, pool_name: str, who: str = "") -> int:
+    """Exit 0, or 1 (not bad input: the workers ran, but not every task they took succeeded)."""
+    if summary.ok:
         return 0
-    summary = work(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs)
-    if not summary.ok:
-        # Not bad input (exit 2): the worker ran, but not every task it took succeeded.
-        print(f"qroll worker: pool {args.pool_name}: {summary.failed} failed task attempt(s), "
-              f"{summary.deferred} task(s) given back unrun, {summary.done} done (see `qroll pool list "
-              f"--pool-name {args.pool_name}`)", file=sys.stderr)
-        return EXIT_FAILED_RUN
-    return 0
+    print(f"qroll worker: pool {pool_name}: {who}{summary.failed} failed task attempt(s), {summary.deferred} "
+          f"task(s) given back unrun, {summary.done} done (see `qroll pool list --pool-name {pool_name}`)",
+          file=sys.stderr)
+    if summary.stopped:
+        print(f"qroll: error: a worker stopped: {summary.stopped}", file=sys.stderr)
+    return EXIT_FAILED_RUN
 
 
 def _pool_query(args: argparse.Namespace) -> dict[str, object]:

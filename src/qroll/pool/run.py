@@ -175,8 +175,7 @@ def run_with(tm: TaskManager, task_func: Callable[..., Any], query: Mapping[str,
             # Not the task's fault: back to the pool with its attempts untouched.
             _give_back(tm, current, before_status)
             if isinstance(exc, TaskDeferredError):
-                tally.deferred += 1
-                logger.warning("task %s returned to pool %r unrun: %s", current["_id"], task_pool, exc)
+                tally.deferred += 1  # its message says what happened; the caller reports it once
             raise
         except Exception as exc:  # a task's failure is recorded; the worker goes on
             failed(current, exc)

@@ -69,20 +69,24 @@ class WorkSummary:
     deferred : int
         Tasks given back unrun, attempts untouched, because a service they need was down
         (:class:`~qroll.errors.TaskDeferredError`); the process that met one stopped.
+    stopped : str
+        Why a process stopped before the pool was empty (the first such reason: the
+        :class:`~qroll.errors.TaskDeferredError`'s message); empty when none did.
 
     Examples
     --------
     >>> WorkSummary(done=3) + WorkSummary(done=1, failed=2)
-    WorkSummary(done=4, failed=2, deferred=0)
+    WorkSummary(done=4, failed=2, deferred=0, stopped='')
     """
 
     done: int = 0
     failed: int = 0
     deferred: int = 0
+    stopped: str = ""
 
     def __add__(self, other: WorkSummary) -> WorkSummary:
         return WorkSummary(done=self.done + other.done, failed=self.failed + other.failed,
-                           deferred=self.deferred + other.deferred)
+                           deferred=self.deferred + other.deferred, stopped=self.stopped or other.stopped)
 
     @property
     def ok(self) -> bool:
@@ -115,9 +119,11 @@ def _loop(pool_url: str, pool_name: str, task_func: Callable[..., Any], query: M
                     break
                 time.sleep(idle_poll)
         except TaskDeferredError as exc:
-            # The next task would meet the same missing service: stop, and say so once.
-            logger.error("qroll worker stops (pool %r): a task was given back unrun: %s", pool_name, exc)
-    return WorkSummary(done=tally.done, failed=tally.failed, deferred=tally.deferred)
+            # The next task would meet the same missing service: stop, and let the caller say why.
+            stopped = str(exc)
+        else:
+            stopped = ""
+    return WorkSummary(done=tally.done, failed=tally.failed, deferred=tally.deferred, stopped=stopped)
 
 
 def _child(report: Any, *args: Any) -> None:
