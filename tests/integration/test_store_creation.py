@@ -246,6 +246,15 @@ def test_postgres_creator_killed_mid_migration_then_next_open_works(pg_store):
     assert pg_state(pg_store) == (head_revision(), 1)
 
 
+def test_store_upgrade_creates_a_new_postgres_store_then_finds_it_current(pg_store):
+    cmd = [sys.executable, "-m", "qroll", "store", "upgrade", "--tracking", pg_store]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert first.returncode == 0 and first.stdout.startswith("created tracking store"), first.stderr
+    assert pg_state(pg_store) == (head_revision(), 1)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0 and "already at" in again.stdout, again.stderr
+
+
 # -- the task pool's schema and the feature cache ---------------------------------------------------
 
 # A child creating the pool; with DIE_MID_SCHEMA set it SIGKILLs itself inside the schema's

@@ -494,7 +494,7 @@ def _on_database(uri: str, shown: str, artifact_root: str, *, upgrade: bool) -> 
                     built = _db_state(conn)
                 if not built.complete():
                     raise _unfinished(built, shown)
-                return state.revision
+                return state.revision or ""  # "": there was no schema, it was created here
     except TrackingError:
         raise
     except Exception as exc:  # SQLAlchemy's, the driver's and MLflow's errors, at the boundary
@@ -557,7 +557,10 @@ def upgrade_store(uri: str | None = None, artifact_root: str | None = None) -> s
                 f"as {path.name}.before-upgrade-{old}")
     if kind in ("postgresql", "postgres", "mysql", "mssql"):
         old = _on_database(uri, shown, artifact_root or str(home / "artifacts"), upgrade=True)
-        return (f"tracking store {shown} is at MLflow's schema revision {head}" if old is None
-                else f"upgraded tracking store {shown} from schema revision {old} to {head}")
+        if old is None:
+            return f"tracking store {shown} is already at MLflow's schema revision {head}"
+        if not old:
+            return f"created tracking store {shown} at MLflow's schema revision {head}"
+        return f"upgraded tracking store {shown} from schema revision {old} to {head}"
     raise TrackingError(f"tracking URI {shown} is not a database store: `qroll store upgrade` takes "
                         "sqlite:/// or postgresql:// (a tracking server's store: run it on that URI)")
