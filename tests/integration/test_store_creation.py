@@ -133,15 +133,16 @@ def test_store_half_migrated_by_plain_mlflow_is_reported_in_one_line(tmp_path):
     assert digest(path) == before  # nothing touched
 
 
-def build_old_store(path: Path, revision: str) -> str:
-    """A store at an old MLflow revision holding one run, migrated by MLflow's own scripts."""
+def build_old_store(where: Path | str, revision: str) -> str:
+    """A store (a SQLite file, or a database URI) at an old MLflow revision holding one run,
+    migrated by MLflow's own scripts; the run's id."""
     from alembic import command
     from mlflow.store.db.utils import _get_alembic_config
     from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
-    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+    engine = create_engine(where if isinstance(where, str) else f"sqlite:///{where}", poolclass=NullPool)
     InitialBase.metadata.create_all(engine)
     config = _get_alembic_config(str(engine.url))
     with engine.begin() as conn:
@@ -244,6 +245,19 @@ def test_postgres_creator_killed_mid_migration_then_next_open_works(pg_store):
     assert pg_state(pg_store)[0] != head_revision()
     ExpManager(pg_store).get_exp("after")  # the advisory lock died with the killed process
     assert pg_state(pg_store) == (head_revision(), 1)
+
+
+@pytest.mark.slow
+def test_older_postgres_store_with_a_run_is_refused_then_upgraded_by_the_command(pg_store):
+    old = "90e64c465722"  # MLflow's third revision
+    run_id = build_old_store(pg_store, old)
+    with pytest.raises(StoreSchemaError, match=rf"revision {old}, older than MLflow .* run `qroll store upgrade"):
+        ExpManager(pg_store)
+    assert pg_state(pg_store)[0] == old  # opening never migrates
+    cli = subprocess.run([sys.executable, "-m", "qroll", "store", "upgrade", "--tracking", pg_store],
+                         capture_output=True, text=True, timeout=180)
+    assert cli.returncode == 0 and f"from schema revision {old} to {head_revision()}" in cli.stdout, cli.stderr
+    assert ExpManager(pg_store).client.get_run(run_id).info.status == "FINISHED"
 
 
 def test_store_upgrade_creates_a_new_postgres_store_then_finds_it_current(pg_store):
