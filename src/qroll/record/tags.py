@@ -23,6 +23,9 @@ __all__ = [
     "TAG_POOL_LEASE",
     "TAG_TEST_END",
     "TAG_TEST_START",
+    "model_name",
+    "run_name",
+    "task_segment",
     "task_tags",
 ]
 
@@ -57,6 +60,82 @@ def _day(value: Any) -> str:
     return str(ts.date()) if ts == ts.normalize() else ts.isoformat()
 
 
+def model_name(task: Mapping[str, Any]) -> str:
+    """The model class of a task, without its module (``LGBModel``); ``""`` if it names none.
+
+    >>> model_name({"model": {"class": "qlib.contrib.model.gbdt.LGBModel"}})
+    'LGBModel'
+    """
+    return _class_name(task.get("model", ""))
+
+
+# Not named test_segment: pytest would collect it from any test module that imports it.
+def task_segment(task: Mapping[str, Any], test_key: str = "test") -> tuple[Any, Any] | None:
+    """The ``(start, end)`` of a task's test segment as written (either may be None), or None.
+
+    Parameters
+    ----------
+    task : dict
+        A task, ``{"dataset": {"kwargs": {"segments": {test_key: [start, end]}}}, ...}``.
+    test_key : str, default "test"
+        The segment's name (``RollingGen(test_key=...)``).
+
+    >>> task_segment({"dataset": {"kwargs": {"segments": {"test": ["2019-01-02", None]}}}})
+    ('2019-01-02', None)
+    >>> task_segment({"model": {}}) is None
+    True
+    """
+    try:
+        start, end = task["dataset"]["kwargs"]["segments"][test_key]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return start, end
+
+
+def run_name(
+    task: Mapping[str, Any],
+    kind: str = "test",
+    *,
+    segment: tuple[Any, Any] | None = None,
+    test_key: str = "test",
+) -> str:
+    """The MLflow run name of a task's run: its model, what the run holds, and its dates.
+
+    Every per-window training run used to be Qlib's ``mlflow_recorder``; this names it after what
+    it is, so the MLflow UI's run list tells the windows and models apart.
+
+    Parameters
+    ----------
+    task : dict
+        The task (its model class and, unless ``segment`` is given, its test segment are read).
+    kind : str, default "test"
+        What the run holds: ``"test"`` for one window's training run, ``"merged"`` for a model's
+        merged signal.
+    segment : (start, end), optional
+        The span to show instead of the task's test segment (the merged signal's whole span).
+    test_key : str, default "test"
+        The test segment's name, as for ``RollingGen(test_key=...)``.
+
+    Returns
+    -------
+    str
+        ``"LGBModel test 2019-01-01..2019-03-29"``; an open end shows as ``open``; a task with no
+        test segment gives ``"LGBModel test"``.
+
+    >>> task = {"model": {"class": "LGBModel"}, "dataset": {"kwargs": {"segments": {
+    ...     "test": ("2019-01-01", "2019-03-29")}}}}
+    >>> run_name(task)
+    'LGBModel test 2019-01-01..2019-03-29'
+    >>> run_name(task, "merged", segment=("2019-01-01", None))
+    'LGBModel merged 2019-01-01..open'
+    """
+    span = segment if segment is not None else task_segment(task, test_key)
+    parts = [model_name(task) or "task", kind]
+    if span is not None:
+        parts.append("..".join(_day(point) or "open" for point in span))
+    return " ".join(parts)
+
+
 def task_tags(task: Mapping[str, Any], test_key: str = "test") -> dict[str, str]:
     """The tags of a task's run: its hash, model class, test segment and host.
 
@@ -67,12 +146,10 @@ def task_tags(task: Mapping[str, Any], test_key: str = "test") -> dict[str, str]
     """
     tags = {
         TAG_HASH: task_hash(task),
-        TAG_MODEL: _class_name(task.get("model", "")),
+        TAG_MODEL: model_name(task),
         TAG_HOST: socket.gethostname(),
     }
-    try:
-        start, end = task["dataset"]["kwargs"]["segments"][test_key]
-    except (KeyError, TypeError, ValueError):
-        return tags
-    tags[TAG_TEST_START], tags[TAG_TEST_END] = _day(start), _day(end)
+    span = task_segment(task, test_key)
+    if span is not None:
+        tags[TAG_TEST_START], tags[TAG_TEST_END] = _day(span[0]), _day(span[1])
     return tags

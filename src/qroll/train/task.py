@@ -17,7 +17,7 @@ from qroll.data.dataset import DatasetH
 from qroll.errors import ConfigError, RecordError
 from qroll.models.base import Model
 from qroll.record import ExpManager, Recorder
-from qroll.record.tags import task_tags
+from qroll.record.tags import run_name, task_tags
 
 __all__ = ["begin_task_train", "check_task", "end_task_train", "flatten_task", "task_train"]
 
@@ -130,11 +130,16 @@ def task_train(
     ``task.json``, ``params.pkl``, ``dataset`` and whatever the records write (``pred.pkl``,
     ``label.pkl``, ``sig_analysis/...``). If anything fails, the run ends FAILED and the exception
     propagates.
+
+    The run is named ``recorder_name``, or else after the task (``LGBModel test
+    2019-01-01..2019-03-29``, see :func:`~qroll.record.tags.run_name`) rather than Qlib's
+    ``mlflow_recorder``, so the MLflow UI tells the windows apart.
     """
     check_task(task_config)
     manager = exp_manager or ExpManager()
     exp = manager.get_exp(experiment_name)
-    with exp.start_recorder(recorder_name, tags={**task_tags(task_config), **(tags or {})}) as rec:
+    name = recorder_name or run_name(task_config)
+    with exp.start_recorder(name, tags={**task_tags(task_config), **(tags or {})}) as rec:
         _log_task_info(rec, task_config)
         _exe_task(rec, task_config)
     return rec
@@ -147,10 +152,14 @@ def begin_task_train(
     exp_manager: ExpManager | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> Recorder:
-    """Phase 1 of a delay trainer: record the task only (a FINISHED run holding ``task``)."""
+    """Phase 1 of a delay trainer: record the task only (a FINISHED run holding ``task``).
+
+    The run is named as by :func:`task_train`.
+    """
     _check(task_config)
     exp = (exp_manager or ExpManager()).get_exp(experiment_name)
-    with exp.start_recorder(recorder_name, tags={**task_tags(task_config), **(tags or {})}) as rec:
+    name = recorder_name or run_name(task_config)
+    with exp.start_recorder(name, tags={**task_tags(task_config), **(tags or {})}) as rec:
         _log_task_info(rec, task_config)
     return rec
 
