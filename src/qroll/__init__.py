@@ -8,6 +8,7 @@ Qlib's rolling subsystem, so a Qlib user finds what they expect.
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from qroll.analysis import indicator_analysis, risk_analysis
 from qroll.calendar import TimeAdjuster, TradingCalendar
 from qroll.collect import (
     AverageEnsemble,
@@ -162,8 +163,8 @@ __all__ = [
     "SingleKeyEnsemble",
     "SyntheticMarket",
     "TableSource",
-    "TaskGen",
     "TaskDeferredError",
+    "TaskGen",
     "TaskGenError",
     "TaskManager",
     "TimeAdjuster",
@@ -179,9 +180,11 @@ __all__ = [
     "end_task_train",
     "fill_placeholder",
     "handler_mod",
+    "indicator_analysis",
     "init_instance_by_config",
     "load_config",
     "open_source",
+    "risk_analysis",
     "run_task",
     "task_generator",
     "task_hash",

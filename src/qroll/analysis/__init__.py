@@ -1,7 +1,14 @@
-"""Analysis of collected signals: daily IC / Rank IC and long-short returns, as Qlib computes them."""
+"""Analysis of collected signals and backtests, as Qlib computes them.
+
+Signal quality: daily IC / Rank IC and long-short returns (:mod:`qroll.analysis.signal`). Portfolio
+evaluation: the risk figures of a return series and the trade indicators of a backtest
+(:mod:`qroll.analysis.risk`).
+"""
 
 from __future__ import annotations
 
+from qroll.analysis.risk import indicator_analysis, risk_analysis, risk_scaler
 from qroll.analysis.signal import calc_ic, calc_long_short_return, ic_summary
 
-__all__ = ["calc_ic", "calc_long_short_return", "ic_summary"]
+__all__ = ["calc_ic", "calc_long_short_return", "ic_summary", "indicator_analysis", "risk_analysis",
+           "risk_scaler"]
