@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from qroll.analysis import indicator_analysis, risk_analysis
+from qroll.backtest import TopkDropoutStrategy, backtest_daily
 from qroll.calendar import TimeAdjuster, TradingCalendar
 from qroll.collect import (
     AverageEnsemble,
@@ -168,6 +169,7 @@ __all__ = [
     "TaskGenError",
     "TaskManager",
     "TimeAdjuster",
+    "TopkDropoutStrategy",
     "TrackingError",
     "TradingCalendar",
     "Trainer",
@@ -176,6 +178,7 @@ __all__ = [
     "TrainingError",
     "ZScoreNorm",
     "__version__",
+    "backtest_daily",
     "begin_task_train",
     "end_task_train",
     "fill_placeholder",

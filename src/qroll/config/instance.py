@@ -51,6 +51,9 @@ QLIB_EQUIVALENTS: dict[str, str] = {
     "qlib.data.dataset.processor.TanhProcess": "qroll.data.processors:TanhProcess",
     "qlib.data.dataset.processor.DropCol": "qroll.data.processors:DropCol",
     "qlib.data.dataset.processor.DropnaProcessor": "qroll.data.processors:DropnaProcessor",
+    "qlib.contrib.strategy.TopkDropoutStrategy": "qroll.backtest.strategy:TopkDropoutStrategy",
+    "qlib.contrib.strategy.signal_strategy.TopkDropoutStrategy":
+        "qroll.backtest.strategy:TopkDropoutStrategy",
 }
 """Qlib classes that qroll re-implements: full Qlib name to qroll ``"module:Class"``."""
 
@@ -85,6 +88,7 @@ QROLL_CLASSES: dict[str, str] = {
     "RobustZScoreNorm": "qroll.data.processors:RobustZScoreNorm",
     "TanhProcess": "qroll.data.processors:TanhProcess",
     "ZScoreNorm": "qroll.data.processors:ZScoreNorm",
+    "TopkDropoutStrategy": "qroll.backtest.strategy:TopkDropoutStrategy",
 }
 """qroll's own classes by short name, for configs without ``module_path``."""
 
