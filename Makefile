@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 QLIB_VENV := .venv-qlib
 
-.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling bench-pool bench-collect-server clean
+.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling bench-backtest bench-pool bench-collect-server clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -55,6 +55,11 @@ bench-alpha158: $(STAMP) $(QLIB_VENV)/.installed
 ## (several minutes; writes benchmarks/results/rolling.json)
 bench-rolling: $(STAMP) $(QLIB_VENV)/.installed
 	$(BIN)/python benchmarks/bench_rolling.py
+
+## the daily portfolio backtest (CSI300, 2019-2020, topk 50), qroll against Qlib side by side
+## (about 30 s; writes benchmarks/results/backtest.json)
+bench-backtest: $(STAMP) $(QLIB_VENV)/.installed
+	$(BIN)/python benchmarks/bench_backtest.py
 
 ## task-pool throughput on SQLite and PostgreSQL, against Procrastinate (in .venv-procrastinate)
 ## and a bare SKIP LOCKED loop (writes benchmarks/results/pool.json)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qroll.backtest.position import Position
+from qroll.backtest.position import Position, isclose
 from qroll.data.expression import Evaluator, extent, fields_of
 from qroll.data.source import Source, field_name
 from qroll.errors import ConfigError, DataNotFoundError, ExpressionError
@@ -226,7 +226,7 @@ class Exchange:
         else:
             ratio = self.close_cost + impact
             held = position.get_stock_amount(code)
-            if not np.isclose(q, held):
+            if not isclose(q, held):
                 # A partial sell trades whole lots; a full exit sells odd lots too.
                 q = self.round_lot(min(held, q), factor)
             if position.get_cash() + q * price < max(q * price * ratio, self.min_cost):
