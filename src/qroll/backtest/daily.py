@@ -13,6 +13,7 @@ from qroll.backtest.benchmark import benchmark_returns
 from qroll.backtest.exchange import Exchange, exchange_kwargs_check
 from qroll.backtest.position import Position
 from qroll.backtest.strategy import TopkDropoutStrategy
+from qroll.config.instance import resolve_class
 from qroll.data.source import Source, open_source
 from qroll.errors import CalendarError, ConfigError
 
@@ -25,7 +26,6 @@ REPORT_COLUMNS = ["account", "return", "total_turnover", "turnover", "total_cost
 # qlib.contrib.evaluate.backtest_daily's exchange defaults (the standard config's costs).
 _EXCHANGE_DEFAULTS = {"limit_threshold": None, "deal_price": None, "open_cost": 0.0005,
                       "close_cost": 0.0015, "min_cost": 5}
-_STRATEGIES = {"TopkDropoutStrategy": TopkDropoutStrategy}
 
 
 def backtest_daily(
@@ -169,14 +169,11 @@ def _open(source: str | Source | None) -> Source:
 
 def _make_strategy(strategy: Any) -> TopkDropoutStrategy:
     if isinstance(strategy, Mapping):
-        name = str(strategy.get("class", ""))
-        module = str(strategy.get("module_path", ""))
-        cls = _STRATEGIES.get(name)
-        if cls is None or (module and not (module.startswith("qlib.") or module.startswith("qroll."))):
-            raise ConfigError(
-                f"unknown strategy class {name!r}" + (f" (module_path {module!r})" if module else "")
-                + f": qroll's backtest provides {', '.join(sorted(_STRATEGIES))}"
-            )
+        # The project's one class resolver: short names, qroll's and Qlib's module paths.
+        cls = resolve_class(strategy)
+        if not (isinstance(cls, type) and issubclass(cls, TopkDropoutStrategy)):
+            raise ConfigError(f"strategy class {strategy.get('class')!r} is not a strategy qroll's backtest "
+                              "runs: use TopkDropoutStrategy")
         return cls(**dict(strategy.get("kwargs") or {}))
     if isinstance(strategy, TopkDropoutStrategy):
         return strategy
