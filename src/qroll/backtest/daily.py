@@ -1,9 +1,17 @@
-"""``backtest_daily``: Qlib's daily portfolio backtest loop and its report (reference §2, §6)."""
+"""Qlib's daily portfolio backtest loop, its report and trade indicators (reference §2, §6).
+
+:func:`run_backtest` is the loop; it returns a :class:`BacktestResult` (report, positions, trade
+indicators, orders). :func:`backtest_daily` is Qlib's ``qlib.contrib.evaluate.backtest_daily``
+interface on top of it (report and positions only).
+"""
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -11,13 +19,14 @@ import pandas as pd
 
 from qroll.backtest.benchmark import benchmark_returns
 from qroll.backtest.exchange import Exchange, exchange_kwargs_check
+from qroll.backtest.indicators import OrderRecord, indicator_frame, order_frame
 from qroll.backtest.position import Position
 from qroll.backtest.strategy import TopkDropoutStrategy
 from qroll.config.instance import resolve_class
 from qroll.data.source import Source, open_source
 from qroll.errors import CalendarError, ConfigError
 
-__all__ = ["backtest_daily", "REPORT_COLUMNS"]
+__all__ = ["BacktestResult", "REPORT_COLUMNS", "backtest_daily", "check_executor", "run_backtest"]
 
 #: The daily report's columns, in Qlib's order.
 REPORT_COLUMNS = ["account", "return", "total_turnover", "turnover", "total_cost", "cost", "value",
@@ -86,9 +95,73 @@ def backtest_daily(
     DataNotFoundError
         A benchmark code or deal-price field the source lacks.
     """
+    result = run_backtest(start_time, end_time, strategy, executor, account, benchmark, exchange_kwargs,
+                          pos_type, source=source)
+    return result.report, result.positions
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What one daily backtest produced.
+
+    Attributes
+    ----------
+    report : pd.DataFrame
+        Qlib's ``report_normal``: index ``datetime`` (the steps), columns
+        :data:`REPORT_COLUMNS` (see :func:`backtest_daily`).
+    positions : dict of pd.Timestamp to Position
+        The end-of-day position of each step (Qlib's ``positions_normal``).
+    indicators : pd.DataFrame
+        Qlib's ``indicators_normal``: one row per step (index = step dates, unnamed), columns
+        ``ffr`` (mean fill rate of the step's orders, a fraction), ``pa`` (price advantage, 0),
+        ``pos`` (share of orders with ``pa > 0``, 0), ``deal_amount`` (Σ dealt amount, adjusted
+        shares), ``value`` (Σ traded value, money), ``count`` (orders, int). A step without
+        orders has NaN ``ffr``, ``pa`` and ``pos`` and zeros elsewhere.
+    order_log : list of OrderRecord
+        Every order sent to the exchange, in execution order, as logged (see :attr:`orders`).
+    """
+
+    report: pd.DataFrame
+    positions: dict[pd.Timestamp, Position]
+    indicators: pd.DataFrame
+    order_log: list[OrderRecord] = field(repr=False, compare=False)
+
+    @cached_property
+    def orders(self) -> pd.DataFrame:
+        """Every order as a frame, index ``(datetime, instrument)`` (see
+        :class:`~qroll.backtest.indicators.TradeIndicators`); built on first use."""
+        return order_frame(pd.DatetimeIndex(self.report.index), self.order_log)
+
+
+def run_backtest(
+    start_time: Any,
+    end_time: Any,
+    strategy: Any,
+    executor: Any = None,
+    account: float = 1e8,
+    benchmark: Any = "SH000300",
+    exchange_kwargs: Mapping[str, Any] | None = None,
+    pos_type: str = "Position",
+    *,
+    source: str | Source | None = None,
+) -> BacktestResult:
+    """Run Qlib's daily backtest and return the report, positions and trade indicators.
+
+    The parameters, defaults and errors are those of :func:`backtest_daily`, which returns only
+    the report and the positions of this function's result.
+
+    Returns
+    -------
+    BacktestResult
+        ``report``, ``positions``, ``indicators`` (one row of trade indicators per step) and
+        ``orders`` (one row per order).
+    """
     if pos_type != "Position":
         raise ConfigError(f"pos_type {pos_type!r} is not supported; use 'Position'")
-    _check_executor(executor)
+    if isinstance(account, bool) or not isinstance(account, numbers.Real):
+        raise ConfigError(f"account {account!r} must be a number, the initial cash (money); qroll's "
+                          "backtest does not start from holdings")
+    check_executor(executor)
     src = _open(source)
     strat = _make_strategy(strategy)
     cal = src.calendar.all_days(future=True)
@@ -121,19 +194,21 @@ def backtest_daily(
 
 
 def _run(strat: TopkDropoutStrategy, exchange: Exchange, days: pd.DatetimeIndex, a: int, account: float,
-         bench: np.ndarray) -> tuple[pd.DataFrame, dict[pd.Timestamp, Position]]:
+         bench: np.ndarray) -> BacktestResult:
     pos = Position(account)
     rows = np.empty((len(days), len(REPORT_COLUMNS)))
     positions: dict[pd.Timestamp, Position] = {}
+    records: list[OrderRecord] = []  # every order, for the trade indicators
     total_val = total_cost = 0.0
     last_value = account
     for t, day in enumerate(days):
         prev_cost, prev_val = total_cost, total_val
         for order in strat.generate_orders(a + t, t, pos, exchange):
-            val, cost, _ = exchange.deal_order(order.code, t, order.amount, order.buy, pos)
+            val, cost, price, deal = exchange.fill(order.code, t, order.amount, order.buy, pos)
             if val > 1e-5:
                 total_val += val
                 total_cost += cost
+            records.append((t, order.code, order.amount, deal, price, val, cost, order.buy))
         # Bar end: mark non-suspended holdings to the close, then age every holding by a day.
         for code in pos.get_stock_list():
             if not exchange.is_suspended(code, t):
@@ -152,7 +227,7 @@ def _run(strat: TopkDropoutStrategy, exchange: Exchange, days: pd.DatetimeIndex,
             entry["weight"] = entry["amount"] * entry["price"] / value
         positions[day] = pos.copy()
     report = pd.DataFrame(rows, index=pd.DatetimeIndex(days, name="datetime"), columns=REPORT_COLUMNS)
-    return report, positions
+    return BacktestResult(report, positions, indicator_frame(days, records), records)
 
 
 def _open(source: str | Source | None) -> Source:
@@ -181,11 +256,19 @@ def _make_strategy(strategy: Any) -> TopkDropoutStrategy:
                       "TopkDropoutStrategy object")
 
 
-def _check_executor(executor: Any) -> None:
+def check_executor(executor: Any) -> None:
+    """Accept Qlib's daily ``SimulatorExecutor`` config (or None, its default); refuse the rest.
+
+    Raises
+    ------
+    ConfigError
+        For another executor class, another ``time_per_step``, or a value that is not a config dict.
+    """
     if executor is None:
         return
     if isinstance(executor, Mapping):
-        name = str(executor.get("class", "SimulatorExecutor"))
+        # "SimulatorExecutor" or Qlib's full "qlib.backtest.executor.SimulatorExecutor".
+        name = str(executor.get("class", "SimulatorExecutor")).rpartition(".")[2]
         kwargs = executor.get("kwargs") or {}
         step = str(kwargs.get("time_per_step", "day")).lower()
         if name == "SimulatorExecutor" and step in ("day", "1day", "d", "1d"):

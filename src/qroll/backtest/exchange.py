@@ -202,8 +202,22 @@ class Exchange:
         (trade_val, cost, price) : tuple of float
             Traded value and fee (money), deal price; ``(0, 0, nan)`` when not tradable.
         """
+        return self.fill(code, t, amount, buy, position)[:3]
+
+    def fill(self, code: str, t: int, amount: float, buy: bool,
+             position: Position) -> tuple[float, float, float, float]:
+        """:meth:`deal_order`, also returning the amount dealt (Qlib's ``order.deal_amount``).
+
+        Returns
+        -------
+        (trade_val, cost, price, deal_amount) : tuple of float
+            Traded value and fee (money), deal price, amount dealt (adjusted shares: the ordered
+            amount after the cash, holding and lot clips); ``(0, 0, nan, 0)`` when not tradable.
+            ``deal_amount`` is what Qlib's fill rate divides by the ordered amount; it may be
+            non-zero while the value is ≤ 1e-5 and nothing was traded, as in Qlib.
+        """
         if not self.is_tradable(code, t, "buy" if buy else "sell"):
-            return 0.0, 0.0, float("nan")
+            return 0.0, 0.0, float("nan"), 0.0
         j = self.col[code]
         price = self.deal_price(code, t, buy)
         factor = float(self.factor[t, j])
@@ -234,9 +248,9 @@ class Exchange:
         val = q * price
         cost = max(val * ratio, self.min_cost)
         if val <= 1e-5:
-            return val, 0.0, price
+            return val, 0.0, price, q
         position.update_order(code, buy, val, cost, price)
-        return val, cost, price
+        return val, cost, price, q
 
 
 def _deal_fields(deal_price: str | Sequence[str] | None) -> tuple[str, str]:

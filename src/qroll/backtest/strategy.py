@@ -243,7 +243,7 @@ class TopkDropoutStrategy:
             amount = temp.get_stock_amount(code)
             if exchange.is_tradable(code, t, "sell"):
                 orders.append(Order(code, amount, False))
-                val, cost, _ = exchange.deal_order(code, t, amount, False, temp)
+                val, cost, _, _ = exchange.fill(code, t, amount, False, temp)
                 cash += val - cost
         value = cash * self.risk_degree / len(buy) if buy else 0.0
         buy_dir = None if self.forbid_all_trade_at_limit else "buy"

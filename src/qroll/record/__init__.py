@@ -2,14 +2,15 @@
 
 :class:`ExpManager` opens a tracking store (default ``sqlite:///<home>/mlflow.db``) with its own
 client; :class:`Experiment` starts, gets and lists :class:`Recorder` objects; records
-(:class:`SignalRecord`, :class:`SigAnaRecord`) save predictions and their analysis with Qlib's
-artifact names.
+(:class:`SignalRecord`, :class:`SigAnaRecord`, :class:`PortAnaRecord`) save predictions, their
+analysis and their backtest with Qlib's artifact names.
 """
 
 from __future__ import annotations
 
 from qroll.record.experiment import Experiment
 from qroll.record.manager import ExpManager
+from qroll.record.portfolio import PortAnaRecord
 from qroll.record.recorder import DEFAULT_REC_NAME, Recorder
 from qroll.record.records import RecordTemp, SigAnaRecord, SignalRecord
 from qroll.record.store import mask_credentials
@@ -18,6 +19,7 @@ __all__ = [
     "DEFAULT_REC_NAME",
     "ExpManager",
     "Experiment",
+    "PortAnaRecord",
     "RecordTemp",
     "Recorder",
     "SigAnaRecord",
