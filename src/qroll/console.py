@@ -22,6 +22,10 @@ def _num(value: float, digits: int = 4) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _pct(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:+.2%}"
+
+
 def _segment(task: Any) -> str:
     try:
         start, end = task["dataset"]["kwargs"]["segments"]["test"]
@@ -73,8 +77,14 @@ def report_tables(report: ExperimentReport) -> list[Table]:
         windows.add_column(col, justify="right" if "IC" in col else "left")
     for w in report.windows:
         windows.add_row(w.model, f"{w.test_start}..{w.test_end}", _num(w.ic), _num(w.rank_ic), w.run_id[:8])
-    merged = Table(title=f"{report.experiment}: merged signal (all test days)", header_style="bold")
-    for col in ("model", "days", "from", "to", "IC", "ICIR", "Rank IC", "Rank ICIR"):
+    benchmarks = sorted({m.benchmark for m in report.merged if m.benchmark})
+    against = f"; portfolio against {', '.join(benchmarks)}" if benchmarks else ""
+    merged = Table(title=f"{report.experiment}: merged signal (all test days{against})", header_style="bold",
+                   caption="excess return: annualised (sum of daily excess returns x 238); "
+                           "IR and max drawdown of the excess return after costs")
+    cols = ("model", "days", "from", "to", "IC", "ICIR", "Rank IC", "Rank ICIR", "excess return",
+            "excess w/ cost", "IR w/ cost", "max DD w/ cost")
+    for col in cols:
         merged.add_column(col, justify="left" if col in ("model", "from", "to") else "right")
     for m in report.merged:
         merged.add_row(
@@ -86,5 +96,9 @@ def report_tables(report: ExperimentReport) -> list[Table]:
             _num(m.icir),
             _num(m.rank_ic),
             _num(m.rank_icir),
+            _pct(m.excess_return),
+            _pct(m.excess_return_with_cost),
+            _num(m.information_ratio_with_cost, 2),
+            _pct(m.max_drawdown_with_cost),
         )
     return [windows, merged]

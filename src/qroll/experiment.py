@@ -1,4 +1,4 @@
-"""A whole rolling experiment from a run config: reset → generate → train → collect → report.
+"""A whole rolling experiment from a run config: reset → generate → train → evaluate → report.
 
 This is Qlib's ``RollingTaskExample`` flow, on explicit objects: a :class:`~qroll.run_config.RunConfig`,
 an :class:`~qroll.record.recorder.ExpManager`, a trainer and a collector.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +18,27 @@ import pandas as pd
 from qroll.analysis.signal import calc_ic
 from qroll.collect.collector import RecorderCollector, rolling_key
 from qroll.collect.group import RollingGroup
+from qroll.collect.merged import (
+    MergedEvaluation,
+    check_backtest,
+    evaluate_merged,
+    merged_runs,
+    window_runs,
+    windows_digest,
+)
+from qroll.data.source import open_source
 from qroll.errors import CollectError
 from qroll.record import Experiment, ExpManager, Recorder
-from qroll.record.tags import TAG_MODEL, TAG_TEST_END, TAG_TEST_START
+from qroll.record.tags import (
+    TAG_BENCHMARK,
+    TAG_MERGED_END,
+    TAG_MERGED_FROM,
+    TAG_MERGED_START,
+    TAG_MODEL,
+    TAG_TEST_END,
+    TAG_TEST_START,
+    task_segment,
+)
 from qroll.run_config import RunConfig
 from qroll.tasks.gen import task_generator
 from qroll.train.task import check_task
@@ -49,7 +67,13 @@ class WindowResult:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MergedSignal:
-    """One model's windows merged into one signal, evaluated over every test day."""
+    """One model's windows merged into one signal, evaluated over every test day.
+
+    The portfolio figures are those of the merged signal's backtest (NaN without one): annualised
+    excess return over the benchmark before and after costs (fractions a year, Qlib's sum of
+    daily excess returns × 238), the information ratio and the maximum drawdown of the excess
+    return after costs (a difference of summed daily returns, as Qlib computes it).
+    """
 
     model: str
     days: int
@@ -59,6 +83,12 @@ class MergedSignal:
     icir: float
     rank_ic: float
     rank_icir: float
+    excess_return: float = math.nan
+    excess_return_with_cost: float = math.nan
+    information_ratio_with_cost: float = math.nan
+    max_drawdown_with_cost: float = math.nan
+    benchmark: str = ""
+    run_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,15 +111,20 @@ def _ratio(series: pd.Series) -> float:
 
 
 def experiment_report(exp: Experiment) -> ExperimentReport:
-    """Per-window IC / Rank IC from the runs' metrics, and each model's merged signal's IC, ICIR,
-    Rank IC and Rank ICIR from its windows' predictions merged with :class:`RollingGroup`.
+    """Per-window IC / Rank IC from the runs' metrics, and each model's merged signal.
+
+    The merged figures are read from the merged runs :func:`~qroll.collect.merged.evaluate_merged`
+    wrote (nothing is recomputed); a model without one has its windows' predictions merged here
+    with :class:`RollingGroup` for its IC, ICIR, Rank IC and Rank ICIR (no portfolio figures).
 
     Raises
     ------
     CollectError
         If the experiment has no finished run.
     """
-    recs = exp.list_recorders(status={Recorder.STATUS_FI})
+    recs = window_runs(exp)
+    if not recs:
+        raise CollectError(f"experiment {exp.name!r} has no finished run: train it first (qroll run)")
     windows = sorted(
         (
             WindowResult(
@@ -105,8 +140,46 @@ def experiment_report(exp: Experiment) -> ExperimentReport:
         ),
         key=lambda w: (w.model, w.test_start),
     )
+    by_model: dict[str, list[Recorder]] = {}
+    for r in recs:
+        by_model.setdefault(r.tags.get(TAG_MODEL, "?"), []).append(r)
+    # A merged run counts while it was computed from exactly the model's current windows.
+    stored = {model: rec for model, rec in merged_runs(exp).items()
+              if rec.tags.get(TAG_MERGED_FROM) == windows_digest(by_model.get(model, []))}
+    merged = [_stored_signal(model, rec) for model, rec in sorted(stored.items())]
+    missing = [r for r in recs if r.tags.get(TAG_MODEL, "?") not in stored]
+    merged.extend(_merge_here(missing))
+    merged.sort(key=lambda m: m.model)
+    return ExperimentReport(experiment=exp.name, windows=windows, merged=merged)
+
+
+def _stored_signal(model: str, rec: Recorder) -> MergedSignal:
+    def day(tag: str) -> pd.Timestamp | None:
+        value = rec.tags.get(tag)
+        return pd.Timestamp(value) if value else None
+
+    days = _metric(rec, "signal_days")
+    return MergedSignal(
+        model=model,
+        days=0 if math.isnan(days) else int(days),
+        first_day=day(TAG_MERGED_START),
+        last_day=day(TAG_MERGED_END),
+        ic=_metric(rec, "IC"),
+        icir=_metric(rec, "ICIR"),
+        rank_ic=_metric(rec, "Rank IC"),
+        rank_icir=_metric(rec, "Rank ICIR"),
+        excess_return=_metric(rec, "1day.excess_return_without_cost.annualized_return"),
+        excess_return_with_cost=_metric(rec, "1day.excess_return_with_cost.annualized_return"),
+        information_ratio_with_cost=_metric(rec, "1day.excess_return_with_cost.information_ratio"),
+        max_drawdown_with_cost=_metric(rec, "1day.excess_return_with_cost.max_drawdown"),
+        benchmark=rec.tags.get(TAG_BENCHMARK, ""),
+        run_id=rec.id,
+    )
+
+
+def _merge_here(recs: list[Recorder]) -> list[MergedSignal]:
     if not recs:
-        raise CollectError(f"experiment {exp.name!r} has no finished run: train it first (qroll run)")
+        return []
     collected = RecorderCollector(
         lambda: recs,
         process_list=[RollingGroup()],
@@ -133,7 +206,7 @@ def experiment_report(exp: Experiment) -> ExperimentReport:
                 rank_icir=_ratio(ric),
             )
         )
-    return ExperimentReport(experiment=exp.name, windows=windows, merged=merged)
+    return merged
 
 
 class RollingExperiment:
@@ -187,7 +260,18 @@ class RollingExperiment:
         """
         for template in self.config.tasks:  # rolled tasks differ only in dates: check templates once
             check_task(template)
-        return self.tasks()
+        tasks = self.tasks()
+        if self.config.backtest is not None and tasks:
+            # The merged signals are backtested after training: a config that could not run
+            # fails now, before hours of training.
+            source = open_source(self.config.data)
+            spans = [s for s in (task_segment(t) for t in tasks) if s is not None]
+            cal = source.calendar.days
+            span = (min(pd.Timestamp(s[0]) for s in spans),
+                    max(pd.Timestamp(s[1]) if s[1] is not None else cal[-1] for s in spans))
+            for market in _markets(self.config.tasks):
+                check_backtest(self.config.backtest, source, market, span)
+        return tasks
 
     def train(
         self,
@@ -226,6 +310,28 @@ class RollingExperiment:
             )
         return trainer.end_train(trainer.train(tasks))
 
+    def evaluate(self, progress: Callable[[str], None] | None = None) -> list[MergedEvaluation]:
+        """Merge each model's windows and evaluate the merged signal in a run of its own.
+
+        With the config's ``backtest`` (the default unless ``backtest: null``) the merged signal is
+        also backtested; see :func:`~qroll.collect.merged.evaluate_merged`. A model whose windows
+        did not change since the last evaluation keeps its merged run.
+        """
+        return evaluate_merged(self.experiment, self.config.backtest, source=self.config.data,
+                               progress=progress)
+
     def report(self) -> ExperimentReport:
         """Per-window and merged results (see :func:`experiment_report`)."""
         return experiment_report(self.experiment)
+
+
+def _markets(templates: list[dict[str, Any]]) -> list[Any]:
+    """The distinct ``instruments`` of the templates' handlers (``"all"`` where none is given)."""
+    found: list[Any] = []
+    for task in templates:
+        handler = task.get("dataset", {}).get("kwargs", {}).get("handler")
+        kwargs = (handler.get("kwargs") or {}) if isinstance(handler, Mapping) else {}
+        market = kwargs.get("instruments", "all")
+        if market not in found:
+            found.append(market)
+    return found

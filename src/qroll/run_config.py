@@ -9,7 +9,12 @@ Every key but ``tasks`` is optional::
     pool: null                           # a pool URL => TrainerRM; null => TrainerR
     workers: 1                           # with a pool: 0 trains nothing here, waits for workers
     rolling: {step: 40, rtype: expanding, trunc_days: auto}
+    benchmark: SH000300                  # an instrument; default: the market's equal-weighted mean
+    backtest: {strategy: ..., backtest: ...}  # Qlib's port_analysis_config; null: no backtest
     tasks: [...]                         # Qlib-shaped task templates
+
+``backtest`` is Qlib's ``port_analysis_config`` without the signal (see
+:mod:`qroll.collect.merged`); each model's merged signal is backtested with it after training.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qroll.calendar import TimeAdjuster, as_time_adjuster
+from qroll.collect.merged import backtest_config
 from qroll.config import load_config
 from qroll.data.source import open_source
 from qroll.data.uri import DEFAULT_SOURCE
@@ -45,6 +51,8 @@ class RunConfig:
     pool: str | None = None
     workers: int = 1
     rolling: dict[str, Any] = field(default_factory=lambda: dict(ROLLING_DEFAULTS))
+    benchmark: str | None = None
+    backtest: dict[str, Any] | None = field(default_factory=lambda: backtest_config())
     origin: str = "<dict>"
 
     @classmethod
@@ -93,6 +101,11 @@ class RunConfig:
             raise ConfigError(f"{origin}: workers=0 (train nothing here, wait for `qroll worker`s) needs a "
                               "pool: set 'pool' to a pool URL or pass --pool")
         data = raw.get("data") or os.environ.get("QROLL_DATA") or DEFAULT_SOURCE
+        benchmark = raw.get("benchmark")
+        if benchmark is not None and not isinstance(benchmark, str):
+            raise ConfigError(f"{origin}: benchmark={benchmark!r} must be an instrument code of the data "
+                              "(e.g. SH000300); leave it out for the market's equal-weighted mean")
+        backtest = backtest_config(raw.get("backtest", "default"), benchmark, where=f"{origin}: backtest")
         return cls(
             tasks=[dict(t) for t in tasks],
             experiment=str(raw.get("experiment") or "qroll"),
@@ -102,6 +115,8 @@ class RunConfig:
             pool=raw.get("pool"),
             workers=workers,
             rolling={**ROLLING_DEFAULTS, **rolling},
+            benchmark=benchmark,
+            backtest=backtest,
             origin=origin,
         )
 

@@ -35,6 +35,10 @@ def test_csi300_config(tmp_path, monkeypatch):
     first = tasks[0]["dataset"]["kwargs"]["segments"]
     assert first["test"][0] == pd.Timestamp("2019-01-02")
     assert first["valid"][1] < first["test"][0] - pd.Timedelta(days=2)  # auto gap of 3 trading days
+    # The merged signals are backtested against the index, with limits on the percent $change.
+    backtest = RunConfig.from_file(EXAMPLES / "csi300_rolling.yaml").backtest
+    assert backtest is not None and backtest["backtest"]["benchmark"] == "SH000300"
+    assert backtest["backtest"]["exchange_kwargs"]["limit_threshold"] == ["$change >= 9.5", "$change <= -9.5"]
 
 
 def test_sp500_config(tmp_path, monkeypatch):

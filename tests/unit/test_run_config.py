@@ -26,6 +26,18 @@ def test_defaults_and_generation(monkeypatch):
     assert tasks[0]["dataset"]["kwargs"]["segments"]["train"][1] == pd.Timestamp("2018-12-27")
 
 
+def test_the_backtest_defaults_to_qlibs_standard_block_and_null_turns_it_off():
+    cfg = RunConfig.from_dict({"tasks": [TASK]})
+    assert cfg.backtest is not None
+    assert cfg.backtest["strategy"] == {"class": "TopkDropoutStrategy",
+                                        "kwargs": {"topk": 50, "n_drop": 5, "signal": "<PRED>"}}
+    assert cfg.backtest["backtest"]["exchange_kwargs"] == {"limit_threshold": 0.095, "deal_price": "close",
+                                                          "open_cost": 0.0005, "close_cost": 0.0015, "min_cost": 5}
+    assert "benchmark" not in cfg.backtest["backtest"]  # the market's equal-weighted mean
+    assert RunConfig.from_dict({"tasks": [TASK], "benchmark": "SH000300"}).backtest["backtest"]["benchmark"] == "SH000300"
+    assert RunConfig.from_dict({"tasks": [TASK], "backtest": None}).backtest is None
+
+
 def test_qroll_data_env_sets_the_default_source(monkeypatch):
     monkeypatch.setenv("QROLL_DATA", "synthetic://?start=2019-01-01&end=2019-12-31")
     cfg = RunConfig.from_dict({"tasks": TASK})
@@ -49,6 +61,11 @@ def test_an_exchange_calendar():
         ({"tasks": [TASK], "rolling": [5]}, "'rolling' must be a mapping"),
         ({"tasks": [TASK], "workers": -1}, "workers=-1 must be a whole number >= 0"),
         ({"tasks": [TASK], "workers": 0}, r"workers=0 \(train nothing here, wait for `qroll worker`s\) needs a pool"),
+        ({"tasks": [TASK], "backtest": {"stratgy": {}}}, "run.yaml: backtest: unknown key 'stratgy'"),
+        ({"tasks": [TASK], "backtest": 5}, "backtest must be Qlib's port_analysis_config"),
+        ({"tasks": [TASK], "backtest": {"strategy": "TopkDropoutStrategy"}}, "backtest.strategy must be a class config"),
+        ({"tasks": [TASK], "backtest": {"backtest": {"acount": 1}}}, "backtest.backtest: unknown key 'acount'"),
+        ({"tasks": [TASK], "benchmark": ["SH000300"]}, "benchmark=.* must be an instrument code"),
     ],
 )
 def test_bad_run_configs(raw, match):

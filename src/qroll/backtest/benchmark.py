@@ -73,3 +73,54 @@ def benchmark_returns(benchmark: Any, source: Source, days: pd.DatetimeIndex) ->
     frame = pd.DataFrame(ret.astype(np.float64), index=close.index)
     mean = frame.mean(axis=1).reindex(days)
     return mean.fillna(0.0).to_numpy(dtype=np.float64)
+
+
+def market_mean_returns(source: Source, market: str | list[str], days: pd.DatetimeIndex) -> pd.Series:
+    """The equal-weighted mean daily return of a market's members: a benchmark for any market.
+
+    Each day's value is the mean of ``close_T / close_{T-1} - 1`` over the instruments that are
+    members on T and have both closes (float64 from the stored float32 closes); a day with no
+    such instrument gives 0.
+
+    Parameters
+    ----------
+    source : Source
+        Market data.
+    market : str or list of str
+        A market name of the source (``"csi300"``, ``"all"``) or a list of instrument codes.
+    days : pd.DatetimeIndex
+        The trading days to return.
+
+    Returns
+    -------
+    pd.Series
+        Daily returns (fractions) indexed by ``days``, named ``bench``.
+
+    Raises
+    ------
+    DataNotFoundError
+        For a market the source does not hold.
+    """
+    cal = source.calendar.days
+    a = int(cal.searchsorted(days[0]))
+    first = cal[max(0, a - 1)]
+    if isinstance(market, str):
+        if market.lower() not in source.markets():
+            raise DataNotFoundError(
+                f"market {market!r} is not in {getattr(source, 'uri', source)!r} (it has "
+                f"{', '.join(source.markets())}); give a market of the source as the benchmark"
+            )
+        spans = source.instruments(market.lower())
+    else:
+        known = source.instruments("all")
+        spans = {c.upper(): known.get(c.upper(), [(first, days[-1])]) for c in market}
+    codes = sorted(spans)
+    close = source.load(["close"], codes, first, days[-1])["close"].astype(np.float64)
+    with np.errstate(all="ignore"):
+        ret = close / close.shift(1) - 1.0
+    member = pd.DataFrame(False, index=close.index, columns=close.columns)
+    for code, code_spans in spans.items():
+        for lo, hi in code_spans:
+            member.loc[(member.index >= lo) & (member.index <= hi), code] = True
+    mean = ret.where(member).mean(axis=1).reindex(days)
+    return mean.fillna(0.0).rename("bench")

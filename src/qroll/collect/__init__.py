@@ -3,6 +3,7 @@
 from qroll.collect.collector import Collector, MergeCollector, RecorderCollector, rolling_key
 from qroll.collect.ensemble import AverageEnsemble, Ensemble, RollingEnsemble, SingleKeyEnsemble
 from qroll.collect.group import Group, RollingGroup
+from qroll.collect.merged import evaluate_merged, merged_runs
 
 __all__ = [
     "AverageEnsemble",
@@ -14,5 +15,7 @@ __all__ = [
     "RollingEnsemble",
     "RollingGroup",
     "SingleKeyEnsemble",
+    "evaluate_merged",
+    "merged_runs",
     "rolling_key",
 ]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from qroll.errors import CollectError, LoadObjectError
 from qroll.record import Experiment, ExpManager, Recorder
-from qroll.record.tags import TAG_MODEL, TAG_TEST_END, TAG_TEST_START
+from qroll.record.tags import KIND_MERGED, TAG_KIND, TAG_MODEL, TAG_TEST_END, TAG_TEST_START
 
 __all__ = ["Collector", "MergeCollector", "RecorderCollector", "rolling_key"]
 
@@ -147,7 +147,9 @@ class RecorderCollector(Collector):
     Notes
     -----
     For a key found in several runs, the newest finished run wins and a warning says how many
-    keys were duplicated (Qlib silently keeps the oldest).
+    keys were duplicated (Qlib silently keeps the oldest). An experiment's merged-signal runs
+    (tag ``qroll.kind=merged``, see :mod:`qroll.collect.merged`) are derived from its windows and
+    are not collected from it; read them with :func:`~qroll.collect.merged.merged_runs`.
     """
 
     ART_KEY_RAW = "__raw"
@@ -180,7 +182,8 @@ class RecorderCollector(Collector):
 
     def _recorders(self) -> list[Recorder]:
         if isinstance(self.experiment, Experiment):
-            return self.experiment.list_recorders(status=self.status, **self.list_kwargs)
+            recs = self.experiment.list_recorders(status=self.status, **self.list_kwargs)
+            return [r for r in recs if r.tags.get(TAG_KIND) != KIND_MERGED]
         recs = list(self.experiment())
         return [r for r in recs if self.status is None or r.status in self.status]
 

@@ -14,9 +14,16 @@ __all__ = [
     "STATUS_BEGIN",
     "STATUS_END",
     "STATUS_KEY",
+    "KIND_MERGED",
+    "TAG_BACKTEST_HASH",
+    "TAG_BENCHMARK",
     "TAG_HASH",
     "TAG_ENDED_BY",
     "TAG_HOST",
+    "TAG_KIND",
+    "TAG_MERGED_END",
+    "TAG_MERGED_FROM",
+    "TAG_MERGED_START",
     "TAG_MODEL",
     "TAG_POOL",
     "TAG_POOL_ID",
@@ -40,6 +47,15 @@ TAG_POOL_LEASE = "qroll.pool_lease"
 # Why qroll ended a run it did not start (a worker that lost its lease left it RUNNING).
 TAG_ENDED_BY = "qroll.ended_by"
 TAG_HOST = "hostname"
+# A model's merged signal lives in a run of its own beside the windows it merges: its kind, span,
+# what it was computed from (digests of the window runs and of the backtest config) and its benchmark.
+TAG_KIND = "qroll.kind"
+KIND_MERGED = "merged"
+TAG_MERGED_START = "qroll.merged_start"
+TAG_MERGED_END = "qroll.merged_end"
+TAG_MERGED_FROM = "qroll.merged_from"
+TAG_BACKTEST_HASH = "qroll.backtest_hash"
+TAG_BENCHMARK = "qroll.benchmark"
 
 # Qlib's train_status tag: "begin" once train() hands the run back, "end" after end_train().
 STATUS_KEY = "train_status"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,7 +58,14 @@ def _exe_task(rec: Recorder, task: Mapping[str, Any]) -> None:
     reweighter = filled.get("reweighter")
     if isinstance(reweighter, (Mapping, str)):
         reweighter = init_instance_by_config(reweighter)
+    started = time.perf_counter()
     model.fit(dataset, reweighter=reweighter)
+    # The report's per-window table shows both; the UI's chart view compares them across windows.
+    fitted: dict[str, float] = {"fit_seconds": time.perf_counter() - started}
+    best = getattr(getattr(model, "model", None), "best_iteration", None)
+    if isinstance(best, int) and best > 0:  # LightGBM's, when early stopping chose one
+        fitted["best_iteration"] = float(best)
+    rec.log_metrics(step=None, **fitted)
     for split, curves in (getattr(model, "evals_result", None) or {}).items():
         for metric, values in curves.items():
             rec.log_metric_history(f"{metric}.{split}", list(values))
