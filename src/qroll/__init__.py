@@ -21,6 +21,7 @@ from qroll.collect import (
     RollingEnsemble,
     RollingGroup,
     SingleKeyEnsemble,
+    evaluate_merged,
 )
 from qroll.config import fill_placeholder, init_instance_by_config, load_config, task_hash
 from qroll.data import (
@@ -76,7 +77,8 @@ from qroll.errors import (
 )
 from qroll.models import LGBModel, LinearModel, Model
 from qroll.pool import TaskManager, run_task
-from qroll.record import Experiment, ExpManager, Recorder, SigAnaRecord, SignalRecord
+from qroll.record import Experiment, ExpManager, PortAnaRecord, Recorder, SigAnaRecord, SignalRecord
+from qroll.report import write_report
 from qroll.tasks import (
     MultiHorizonGenBase,
     RollingGen,
@@ -146,6 +148,7 @@ __all__ = [
     "OutOfCalendarError",
     "PoolError",
     "PoolTimeoutError",
+    "PortAnaRecord",
     "ProcessInf",
     "ProcessorError",
     "QlibBinSource",
@@ -184,6 +187,7 @@ __all__ = [
     "fill_placeholder",
     "handler_mod",
     "indicator_analysis",
+    "evaluate_merged",
     "init_instance_by_config",
     "load_config",
     "open_source",
@@ -193,4 +197,5 @@ __all__ = [
     "task_hash",
     "task_train",
     "trunc_segments",
+    "write_report",
 ]

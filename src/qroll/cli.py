@@ -20,6 +20,7 @@ from qroll.errors import QrollError
 
 if TYPE_CHECKING:
     from qroll.pool.worker import WorkSummary
+    from qroll.record import Experiment
 
 __all__ = ["main"]
 
@@ -85,9 +86,15 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
             run.train(progress=progress, tasks=tasks)
         except TrainingError as exc:
             failed = exc
+    if failed is None:
+        # Merged only from a complete set of windows: a partial merge would be judged as whole.
+        with out.status("merging and backtesting each model's signal"):
+            run.evaluate(progress=out.print)
     if failed is None or len(failed.failures) < len(tasks):
         for table in report_tables(run.report()):
             out.print(table)
+    if failed is None:
+        _write_report(run.experiment, None, out, required=False)
     if failed is not None:
         print(f"qroll: error: {' '.join(str(failed).split())}", file=sys.stderr)
         return EXIT_FAILED_RUN
@@ -104,14 +111,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    from qroll.collect.merged import evaluate_merged, stored_config
     from qroll.console import report_tables
     from qroll.experiment import experiment_report
     from qroll.record import ExpManager
 
     exp = ExpManager(args.tracking).get_exp(args.experiment, create=False)
+    out = _console()
+    with _console(stderr=True).status("merging and backtesting each model's signal"):
+        evaluate_merged(exp, stored_config(exp), source=args.data, progress=out.print)
     for table in report_tables(experiment_report(exp)):
-        _console().print(table)
+        out.print(table)
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from qroll.record import ExpManager
+
+    exp = ExpManager(args.tracking).get_exp(args.experiment, create=False)
+    _write_report(exp, args.out, _console())
+    return 0
+
+
+def _write_report(exp: Experiment, out_dir: str | None, out: Console, required: bool = True) -> Path | None:
+    """Write the HTML report of ``exp`` (default ``<home>/reports/<experiment>/``) and say where."""
+    from qroll.home import qroll_home
+    from qroll.report import write_report
+
+    folder = Path(out_dir) if out_dir else qroll_home() / "reports" / _file_name(exp.name)
+    try:
+        with _console(stderr=True).status("writing the report") as status:
+            path = write_report(exp, folder, progress=lambda what: status.update(f"report: {what}"))
+    except ModuleNotFoundError as exc:
+        why = f"the report needs {exc.name} (pip install 'qroll[report]')"
+        if required:
+            raise QrollError(why) from exc
+        out.print(f"report: not written: {why}")
+        return None
+    out.print(f"report: {path}")
+    return path
+
+
+def _file_name(name: str) -> str:
+    """An experiment name as one folder name (MLflow allows '/' and spaces in names)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
@@ -384,12 +427,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    collect = sub.add_parser("collect", help="the results table of a finished experiment")
+    collect = sub.add_parser(
+        "collect", help="merge and evaluate a finished experiment's windows; print the results tables")
     collect.add_argument("experiment", metavar="EXPERIMENT", help="the MLflow experiment name")
     collect.add_argument(
         "--tracking", metavar="URI", help="MLflow tracking URI (default: the qroll home's SQLite)"
     )
+    collect.add_argument("--data", metavar="SOURCE_URI",
+                         help="the market data to backtest on (default: the data the runs were trained on)")
     collect.set_defaults(func=cmd_collect)
+
+    report = sub.add_parser("report", help="write an experiment's HTML report (tables and figures)")
+    report.add_argument("experiment", metavar="EXPERIMENT", help="the MLflow experiment name")
+    report.add_argument("--out", metavar="DIR",
+                        help="the folder for index.html and the figures (default <home>/reports/EXPERIMENT)")
+    report.add_argument(
+        "--tracking", metavar="URI", help="MLflow tracking URI (default: the qroll home's SQLite)"
+    )
+    report.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="inspect a data source, or write it in Qlib's binary layout")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)

@@ -56,13 +56,24 @@ def test_run_collect_and_rerun(tmp_path):
     assert res.stdout.count(" trained ") == 2  # two quarters
     assert "merged signal" in res.stdout and "LGBModel" in res.stdout
     assert "INFO" not in res.stderr  # MLflow's chatter stays quiet
+    # The merged signal's portfolio columns, against the market's equal-weighted mean, and the report.
+    assert "excess w/ cost" in res.stdout and "max DD w/ cost" in res.stdout
+    assert "equal-weighted mean of market all" in res.stdout and "LGBModel: merged 2 window(s)" in res.stdout
+    index = tmp_path / "home" / "reports" / "cli_run" / "index.html"
+    assert f"report: {index}" in res.stdout.replace("\n", "") and index.is_file()
+    assert runs(tmp_path) == 3  # two windows and the merged run
     res = qroll_cli("collect", "cli_run", "--tracking", f"sqlite:///{tmp_path}/mlflow.db", home=tmp_path / "home")
     assert res.returncode == 0 and "2019-01-01..2019-03-29" in res.stdout and "2019-04-01..2019-06-28" in res.stdout
+    assert "excess w/ cost" in res.stdout and "merged 2 window(s)" not in res.stdout  # read back, not recomputed
+    res = qroll_cli("report", "cli_run", "--tracking", f"sqlite:///{tmp_path}/mlflow.db", "--out",
+                    str(tmp_path / "rep"), home=tmp_path / "home")
+    assert res.returncode == 0 and (tmp_path / "rep" / "index.html").is_file(), res.stderr
+    assert len(list((tmp_path / "rep").glob("*.png"))) == 8
     res = qroll_cli("run", str(path), home=tmp_path / "home")
     assert res.returncode == 0 and res.stdout.count("already done") == 2 and " trained " not in res.stdout
-    assert runs(tmp_path) == 2
+    assert runs(tmp_path) == 3
     res = qroll_cli("run", str(path), "--reset", home=tmp_path / "home")
-    assert res.returncode == 0 and res.stdout.count(" trained ") == 2 and runs(tmp_path) == 2
+    assert res.returncode == 0 and res.stdout.count(" trained ") == 2 and runs(tmp_path) == 3
 
 
 def bad_model(task):
@@ -89,6 +100,31 @@ def test_bad_tasks_exit_2_before_any_run_is_written(tmp_path, mutate, message):
     assert runs(tmp_path) == 0
 
 
+@pytest.mark.parametrize(("backtest", "message"), [
+    ({"strategy": {"class": "TopDropStrategy"}}, "TopDropStrategy"),
+    ({"backtest": {"benchmark": "SH999999"}}, "'SH999999' is not an instrument"),
+    ({"backtest": {"start_time": "2031-01-02"}}, "start_time 2031-01-02 is outside the data's calendar"),
+    ({"backtest": {"end_time": "2018-03-01"}}, "does not overlap the test windows"),
+    ({"executor": {"class": "NestedExecutor"}}, "NestedExecutor"),
+])
+def test_a_backtest_that_could_not_run_exits_2_before_training(tmp_path, backtest, message):
+    res = qroll_cli("run", str(config(tmp_path, backtest=backtest)), home=tmp_path / "home")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("qroll: error: ") and res.stderr.count("\n") == 1 and message in res.stderr
+    assert runs(tmp_path) == 0
+
+
+def test_a_deal_price_field_the_data_lacks_exits_2(tmp_path):
+    data = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cn_csi300"
+    if not data.is_dir():
+        pytest.skip(f"{data} is absent (the shared market data); it has no $vwap to be missing")
+    backtest = {"backtest": {"exchange_kwargs": {"deal_price": "vwap"}}}
+    res = qroll_cli("run", str(config(tmp_path, data=f"qlib://{data.resolve()}", backtest=backtest)),
+                    home=tmp_path / "home")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "vwap" in res.stderr, res.stderr
+    assert runs(tmp_path) == 0
+
+
 def test_unreachable_tracking_uri_fails_fast_with_one_line(tmp_path):
     t0 = time.perf_counter()
     res = qroll_cli("run", str(config(tmp_path, tracking="postgresql://qroll:secret@127.0.0.1:1/nowhere")),
@@ -98,8 +134,9 @@ def test_unreachable_tracking_uri_fails_fast_with_one_line(tmp_path):
     assert time.perf_counter() - t0 < 60
 
 
-def test_collect_of_an_unknown_experiment(tmp_path):
-    res = qroll_cli("collect", "never_ran", "--tracking", f"sqlite:///{tmp_path}/mlflow.db", home=tmp_path)
+@pytest.mark.parametrize("command", ["collect", "report"])
+def test_collect_or_report_of_an_unknown_experiment(tmp_path, command):
+    res = qroll_cli(command, "never_ran", "--tracking", f"sqlite:///{tmp_path}/mlflow.db", home=tmp_path)
     assert res.returncode == 2 and "never_ran" in res.stderr and res.stderr.count("\n") == 1
 
 
