@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 QLIB_VENV := .venv-qlib
 
-.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling bench-backtest bench-pool bench-collect-server clean
+.PHONY: demo test test-fast lint typecheck venv oracle bench-alpha158 bench-rolling bench-backtest bench-demo-evaluation bench-pool bench-collect-server clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -60,6 +60,11 @@ bench-rolling: $(STAMP) $(QLIB_VENV)/.installed
 ## (about 30 s; writes benchmarks/results/backtest.json)
 bench-backtest: $(STAMP) $(QLIB_VENV)/.installed
 	$(BIN)/python benchmarks/bench_backtest.py
+
+## what the merged-signal backtests and the report add to the demo's `qroll run` (a few minutes;
+## writes benchmarks/results/demo_evaluation.json)
+bench-demo-evaluation: $(STAMP)
+	$(BIN)/python benchmarks/bench_demo_evaluation.py
 
 ## task-pool throughput on SQLite and PostgreSQL, against Procrastinate (in .venv-procrastinate)
 ## and a bare SKIP LOCKED loop (writes benchmarks/results/pool.json)
