@@ -88,8 +88,16 @@ def record_without_model(task):
     task["record"] = [{"class": "SignalRecord", "kwargs": {"model": None}}]
 
 
+def port_ana_with_a_bad_strategy(task):
+    task["record"].append({"class": "PortAnaRecord", "module_path": "qlib.workflow.record_temp", "kwargs": {
+        "config": {"strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                                "kwargs": {"signal": "<PRED>", "topk": 5, "n_dorp": 1}},
+                   "backtest": {"start_time": None, "end_time": None}}}})
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (bad_model, "NoSuchModel"),
+    (port_ana_with_a_bad_strategy, "n_dorp"),
     (no_segments, "no dataset.kwargs.segments"),
     (record_without_model, "SignalRecord needs a model"),
 ])

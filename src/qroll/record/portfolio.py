@@ -408,6 +408,8 @@ def _check_strategy(strategy: Any) -> None:
     if not (isinstance(cls, type) and issubclass(cls, TopkDropoutStrategy)):
         raise ConfigError(f"strategy class {strategy.get('class')!r} is not a strategy qroll's backtest "
                           "runs: use TopkDropoutStrategy")
+    # Built once with "<PRED>" still in place: its arguments are checked before any backtest runs.
+    cls(**dict(strategy.get("kwargs") or {}))
 
 
 def _check_executor(executor: Any) -> None:

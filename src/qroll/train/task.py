@@ -89,14 +89,16 @@ def check_task(task: Mapping[str, Any]) -> None:
     """Check a task before anything is trained or recorded.
 
     The task must have ``model`` and ``dataset``; every class it names (model, dataset, handler,
-    records) must be found, the model must be a :class:`~qroll.models.base.Model`, and a record
-    that predicts (``SignalRecord``) must not be given ``model: null`` or ``dataset: null``.
+    records) must be found, the model must be a :class:`~qroll.models.base.Model`, a record
+    that predicts (``SignalRecord``) must not be given ``model: null`` or ``dataset: null``, and a
+    ``PortAnaRecord``'s config must be one it runs (strategy, executor, backtest keys).
 
     Raises
     ------
     ConfigError, ClassNotFoundError, RecordError
         Naming the class or key at fault.
     """
+    from qroll.record.portfolio import PortAnaRecord
     from qroll.record.records import SignalRecord
 
     _check(task)
@@ -115,6 +117,8 @@ def check_task(task: Mapping[str, Any]) -> None:
     for record in [records] if isinstance(records, (Mapping, str)) else records:
         record_cls = resolve_class(record, default_module=RECORD_MODULE)
         kwargs = (record.get("kwargs") or {}) if isinstance(record, Mapping) else {}
+        if isinstance(record_cls, type) and issubclass(record_cls, PortAnaRecord):
+            record_cls(**kwargs)  # its constructor checks the config; no run is needed for that
         if isinstance(record_cls, type) and issubclass(record_cls, SignalRecord):
             for key in ("model", "dataset"):
                 if key in kwargs and kwargs[key] is None:
