@@ -13,6 +13,7 @@ import pytest
 import yaml
 from test_cli_run import DATA
 
+from qroll.collect.merged import window_runs
 from qroll.pool import TaskManager
 from qroll.record import ExpManager
 
@@ -109,7 +110,7 @@ def test_run_with_a_pool_and_two_workers_matches_trainer_r(tmp_path):
     store = ExpManager(f"sqlite:///{tmp_path}/mlflow.db")
 
     def preds(name):
-        recs = sorted(store.get_exp(name).list_recorders(), key=lambda r: r.tags["qroll.test_start"])
+        recs = sorted(window_runs(store.get_exp(name)), key=lambda r: r.tags["qroll.test_start"])
         return [r.load_object("pred.pkl") for r in recs]
 
     for a, b in zip(preds("local"), preds("pooled"), strict=True):

@@ -20,6 +20,7 @@ import yaml
 from mlflow_server import fresh_database, mlflow_server
 from pg_server import free_port, private_postgres
 
+from qroll.collect.merged import merged_runs, window_runs
 from qroll.pool import TaskManager
 from qroll.record import ExpManager
 from qroll.record.tags import TAG_ENDED_BY
@@ -89,8 +90,10 @@ def test_run_worker_and_collect_through_a_server(server, tmp_path):
     assert collected.returncode == 0, collected.stderr
     assert "2019-01-01..2019-03-29" in collected.stdout and "2019-04-01..2019-06-28" in collected.stdout
     assert not (home / "mlflow.db").exists() and not (home / "artifacts").exists()
-    recs = ExpManager(server.url).get_exp("srv_cli").list_recorders()
-    assert len(recs) == 2 and all(r.artifact_uri.startswith("mlflow-artifacts:/") for r in recs)
+    exp = ExpManager(server.url).get_exp("srv_cli")
+    recs = exp.list_recorders()
+    assert len(window_runs(exp)) == 2 and len(merged_runs(exp)) == 1 and len(recs) == 3
+    assert all(r.artifact_uri.startswith("mlflow-artifacts:/") for r in recs)
 
 
 def test_run_and_collect_on_a_postgresql_store_with_a_shared_artifact_root(tmp_path):
@@ -102,7 +105,8 @@ def test_run_and_collect_on_a_postgresql_store_with_a_shared_artifact_root(tmp_p
         assert res.returncode == 0, res.stderr
         with TaskManager("pg_cli", url) as tm:
             assert tm.task_stat() == {"done": 2}
-        assert len(list(shared.rglob("pred.pkl"))) == 2 and not (tmp_path / "home" / "artifacts").exists()
+        # Two windows and the merged signal, all in the shared artifact root.
+        assert len(list(shared.rglob("pred.pkl"))) == 3 and not (tmp_path / "home" / "artifacts").exists()
         collected = qroll_cli("collect", "pg_cli", "--tracking", url, home=tmp_path / "other_home")
         assert collected.returncode == 0, collected.stderr
         assert "2019-04-01..2019-06-28" in collected.stdout

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pg_server import free_port, pg_bin, private_postgres  # noqa: E402
 
 from qroll import ExpManager, RecorderCollector, RollingGroup  # noqa: E402
+from qroll.collect.merged import merged_runs, window_runs  # noqa: E402
 from qroll.pool import TaskManager  # noqa: E402
 from qroll.record import Recorder  # noqa: E402
 
@@ -251,8 +252,9 @@ def test_cluster_guide_under_faults(tmp_path):
             assert Counter(r["status"] for r in rows) == {"done": N_TASKS}
             assert len({r["res"]["recorder_id"] for r in rows}) == N_TASKS
             exp = ExpManager(tracking).get_exp("cluster_rolling", create=False)
-            finished = Counter(r.tags["qroll.task_hash"] for r in exp.list_recorders(status={Recorder.STATUS_FI}))
+            finished = Counter(r.tags["qroll.task_hash"] for r in window_runs(exp))
             assert len(finished) == N_TASKS and set(finished.values()) == {1}
+            assert sorted(merged_runs(exp)) == ["LGBModel", "LinearModel"]  # evaluated after the last task
             assert exp.list_recorders(status={Recorder.STATUS_R}) == []
 
             # Same numbers as the undisturbed TrainerR, value by value, and the same results table.
