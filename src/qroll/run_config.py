@@ -14,7 +14,9 @@ Every key but ``tasks`` is optional::
     tasks: [...]                         # Qlib-shaped task templates
 
 ``backtest`` is Qlib's ``port_analysis_config`` without the signal (see
-:mod:`qroll.collect.merged`); each model's merged signal is backtested with it after training.
+:mod:`qroll.collect.merged`); each model's merged signal is backtested with it after training. A
+``PortAnaRecord`` in the templates' records is taken off the windows and its config becomes the
+``backtest``, as Qlib's rolling (``qlib.contrib.rolling``) runs it on the merged signal only.
 """
 
 from __future__ import annotations
@@ -105,9 +107,14 @@ class RunConfig:
         if benchmark is not None and not isinstance(benchmark, str):
             raise ConfigError(f"{origin}: benchmark={benchmark!r} must be an instrument code of the data "
                               "(e.g. SH000300); leave it out for the market's equal-weighted mean")
-        backtest = backtest_config(raw.get("backtest", "default"), benchmark, where=f"{origin}: backtest")
+        tasks, lifted = _lift_port_ana([dict(t) for t in tasks], origin)
+        if lifted is not None and "backtest" in raw:
+            raise ConfigError(f"{origin}: both 'backtest' and a PortAnaRecord in the tasks' records say "
+                              "how to backtest the merged signal; keep one")
+        chosen = lifted if lifted is not None else raw.get("backtest", "default")
+        backtest = backtest_config(chosen, benchmark, where=f"{origin}: backtest")
         return cls(
-            tasks=[dict(t) for t in tasks],
+            tasks=tasks,
             experiment=str(raw.get("experiment") or "qroll"),
             data=str(data),
             calendar=raw.get("calendar") or "data",
@@ -133,6 +140,40 @@ class RunConfig:
     def generate_tasks(self) -> list[dict[str, Any]]:
         """Roll every template: all windows of the first template, then the next."""
         return task_generator(self.tasks, self.rolling_gen())
+
+
+def _lift_port_ana(tasks: list[dict[str, Any]], origin: str) -> tuple[list[dict[str, Any]], Any]:
+    """Take ``PortAnaRecord`` off the templates' records; return them and its config (or None).
+
+    A window's test segment is a quarter while a Qlib config's backtest spans years: the
+    portfolio is judged on the merged signal, once, as Qlib's rolling does.
+    """
+    configs: list[Any] = []
+    out = []
+    for task in tasks:
+        records = task.get("record")
+        listed = [records] if isinstance(records, (Mapping, str)) else list(records or [])
+        kept = [r for r in listed if _record_name(r) != "PortAnaRecord"]
+        for record in listed:
+            if _record_name(record) == "PortAnaRecord":
+                kwargs = (record.get("kwargs") or {}) if isinstance(record, Mapping) else {}
+                configs.append(kwargs.get("config"))
+        if len(kept) != len(listed):
+            task = {**task, "record": kept}
+        out.append(task)
+    if not configs:
+        return out, None
+    if any(c != configs[0] for c in configs):
+        raise ConfigError(f"{origin}: the tasks' PortAnaRecords differ; the merged signals are backtested "
+                          "with one config: give it as 'backtest' and remove the PortAnaRecords")
+    # PortAnaRecord's config=None is Qlib's default block, which names its benchmark.
+    config = configs[0] if configs[0] is not None else {"backtest": {"benchmark": "SH000300"}}
+    return out, config
+
+
+def _record_name(record: Any) -> str:
+    name = record.get("class", "") if isinstance(record, Mapping) else record
+    return str(name).rsplit(".", 1)[-1]
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -165,3 +165,25 @@ def test_backtest_config_normalisation():
     assert cfg["backtest"]["exchange_kwargs"] == {"deal_price": "open"}  # a given block replaces the default
     assert cfg["backtest"]["benchmark"] == "SH000300" and cfg["backtest"]["account"] == 100_000_000
     assert backtest_config(None) is None
+
+
+def test_a_qlib_template_with_port_ana_record_backtests_the_merged_signal_only(tmp_path):
+    port_ana = {"class": "PortAnaRecord", "module_path": "qlib.workflow.record_temp", "kwargs": {"config": {
+        "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                     "kwargs": {"signal": "<PRED>", "topk": 7, "n_drop": 1}},
+        "backtest": {"start_time": None, "end_time": None, "account": 1e7,
+                     "exchange_kwargs": {"limit_threshold": 0.095, "deal_price": "close", "open_cost": 0.0005,
+                                         "close_cost": 0.0015, "min_cost": 5}}}}}
+    cfg = run_config(tmp_path, backtest=None)
+    raw = {"experiment": "qlib_records", "data": DATA, "tracking": cfg.tracking, "rolling": cfg.rolling,
+           "tasks": [{**cfg.tasks[0], "record": ["SignalRecord", "SigAnaRecord", port_ana]}]}
+    run = RollingExperiment(RunConfig.from_dict(raw))
+    windows = run.train()
+    assert all(not any(a.startswith("portfolio_analysis") for a in w.list_artifacts()) for w in windows)
+    [merged] = run.evaluate()
+    report = merged.recorder.load_object("portfolio_analysis/report_normal_1day.pkl")
+    positions = merged.recorder.load_object("portfolio_analysis/positions_normal_1day.pkl")
+    assert report["account"].iloc[0] == pytest.approx(1e7, rel=1e-2)  # the record's account
+    held = pd.Series([len(p.get_stock_list()) for p in positions.values()])
+    # Its topk; a sell that fails (a limit, a suspension) may leave up to topk + n_drop held.
+    assert held.mode()[0] == 7 and held.max() <= 8

@@ -38,6 +38,37 @@ def test_the_backtest_defaults_to_qlibs_standard_block_and_null_turns_it_off():
     assert RunConfig.from_dict({"tasks": [TASK], "backtest": None}).backtest is None
 
 
+QLIB_PORT_ANA = {"class": "PortAnaRecord", "module_path": "qlib.workflow.record_temp", "kwargs": {"config": {
+    "strategy": {"class": "TopkDropoutStrategy", "module_path": "qlib.contrib.strategy",
+                 "kwargs": {"signal": "<PRED>", "topk": 30, "n_drop": 3}},
+    "backtest": {"start_time": "2019-01-01", "end_time": "2019-12-31", "account": 100000000,
+                 "benchmark": "SH000300", "exchange_kwargs": {"deal_price": "open", "open_cost": 0.001}}}}}
+
+
+def test_a_templates_port_ana_record_becomes_the_merged_signals_backtest():
+    task = {**TASK, "record": ["SignalRecord", "SigAnaRecord", QLIB_PORT_ANA]}
+    cfg = RunConfig.from_dict({"tasks": [task, task]})
+    assert [t["record"] for t in cfg.tasks] == [["SignalRecord", "SigAnaRecord"]] * 2  # off the windows
+    assert cfg.backtest is not None
+    assert cfg.backtest["strategy"] == QLIB_PORT_ANA["kwargs"]["config"]["strategy"]
+    block = cfg.backtest["backtest"]
+    assert block["start_time"] == "2019-01-01" and block["benchmark"] == "SH000300"
+    assert block["exchange_kwargs"] == {"deal_price": "open", "open_cost": 0.001}
+    assert task["record"][2] is QLIB_PORT_ANA  # the caller's template is not modified
+    # Qlib's PortAnaRecord default config names SH000300.
+    bare = RunConfig.from_dict({"tasks": [{**TASK, "record": ["SignalRecord", "PortAnaRecord"]}]})
+    assert bare.backtest is not None and bare.backtest["backtest"]["benchmark"] == "SH000300"
+
+
+def test_a_port_ana_record_and_a_backtest_key_conflict():
+    task = {**TASK, "record": ["SignalRecord", QLIB_PORT_ANA]}
+    with pytest.raises(ConfigError, match="both 'backtest' and a PortAnaRecord"):
+        RunConfig.from_dict({"tasks": [task], "backtest": None}, origin="run.yaml")
+    other = {**TASK, "record": ["SignalRecord", "PortAnaRecord"]}
+    with pytest.raises(ConfigError, match="the tasks' PortAnaRecords differ"):
+        RunConfig.from_dict({"tasks": [task, other]}, origin="run.yaml")
+
+
 def test_qroll_data_env_sets_the_default_source(monkeypatch):
     monkeypatch.setenv("QROLL_DATA", "synthetic://?start=2019-01-01&end=2019-12-31")
     cfg = RunConfig.from_dict({"tasks": TASK})
