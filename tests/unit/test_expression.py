@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from qroll.data import ops
-from qroll.data.expression import Const, Evaluator, Field, Op, evaluate, extent, fields_of, parse
+from qroll.data.expression import Const, Evaluator, Field, Op, evaluate, extent, fields_of, look_ahead, parse
 from qroll.errors import ExpressionError
 
 NAN = np.nan
@@ -46,6 +46,16 @@ def test_whitespace_is_irrelevant() -> None:
 def test_bad_expressions_raise(bad: str) -> None:
     with pytest.raises(ExpressionError):
         parse(bad)
+
+
+def test_look_ahead_is_the_net_reach_of_refs() -> None:
+    assert look_ahead("Ref($close, -2)/Ref($close, -1) - 1") == 2
+    assert look_ahead("Ref(Ref($close, -2), 1)") == 1  # offsets add up ...
+    assert extent("Ref(Ref($close, -2), 1)")[1] == 2  # ... while Qlib loads 2 days ahead
+    assert look_ahead("Mean(Ref($close, -10), 5) + Ref($close, 3)") == 10
+    assert look_ahead("Std($close, 20)/Ref($close, 1)") == 0
+    with pytest.raises(ExpressionError, match="offset -1.5 must be an integer"):
+        look_ahead("Ref($close, -1.5)")
 
 
 def test_extent_and_fields() -> None:
@@ -207,7 +217,14 @@ def test_other_windows() -> None:
     assert ev("WMA($x, 2)", x=x)[3, 0] == pytest.approx((4 / 3 + 8 * 2 / 3) / 2)
     ema = ev("EMA($x, 3)", x=x).ravel()
     assert ema[3] == pytest.approx(pd.Series([1.0, 2.0, 4.0, 8.0]).ewm(span=3).mean().iloc[3])
-    assert np.isfinite(ev("Skew($x, 4)", x=x)[3, 0]) and np.isfinite(ev("Kurt($x, 4)", x=x)[3, 0])
+    # pandas' bias-corrected sample skewness G1 and excess kurtosis G2, from the central moments.
+    d = np.array([1.0, 2.0, 4.0, 8.0]) - 3.75
+    m2, m3, m4, k = (d**2).mean(), (d**3).mean(), (d**4).mean(), 4
+    g1 = np.sqrt(k * (k - 1)) / (k - 2) * m3 / m2**1.5
+    g2 = (k - 1) / ((k - 2) * (k - 3)) * ((k + 1) * (m4 / m2**2 - 3) + 6)
+    assert ev("Skew($x, 4)", x=x)[3, 0] == pytest.approx(g1, rel=1e-9)
+    assert ev("Kurt($x, 4)", x=x)[3, 0] == pytest.approx(g2, rel=1e-9)
+    assert np.isnan(ev("Skew($x, 4)", x=x)[1, 0]) and np.isnan(ev("Kurt($x, 4)", x=x)[2, 0])  # too few values
 
 
 def test_fast_kernels_match_pandas_public_api() -> None:
@@ -220,10 +237,16 @@ def test_fast_kernels_match_pandas_public_api() -> None:
     for n in (1, 5, 60, 0):
         frame = pd.DataFrame(x)
         roll = frame.expanding(min_periods=1) if n == 0 else frame.rolling(n, min_periods=1)
-        for how, args in [("mean", ()), ("sum", ()), ("std", ()), ("max", ()), ("quantile", (0.2,)),
+        equal = ops.equal_windows(ops.as_float64(x.T), n).T
+        for how, args in [("mean", ()), ("sum", ()), ("std", ()), ("var", ()), ("max", ()), ("quantile", (0.2,)),
                           ("rank", ())]:
             want = (roll.rank(pct=True) if how == "rank" else getattr(roll, how)(*args)).to_numpy()
-            assert np.array_equal(ops.pandas_rolling(x.T, n, how, *args).T, want, equal_nan=True), (n, how)
+            got = ops.pandas_rolling(x.T, n, how, *args).T
+            if how in ("std", "var"):  # exactly 0 on a window of equal values, pandas' number elsewhere
+                assert (got[equal] == 0).all(), (n, how)
+                assert n < 2 or equal[100 + n - 1 : 170, 4].all()  # windows inside the run of 3.0
+                got, want = got[~equal], want[~equal]
+            assert np.array_equal(got, want, equal_nan=True), (n, how)
         want = roll.corr(pd.DataFrame(y)).to_numpy()
         assert np.array_equal(ops.rolling_corr(x.T, y.T, n).T, want, equal_nan=True), n
 

@@ -32,7 +32,9 @@ import pandas as pd
 from qroll.data import ops
 from qroll.errors import ExpressionError
 
-__all__ = ["Const", "Evaluator", "Field", "Node", "Op", "evaluate", "extent", "fields_of", "parse"]
+__all__ = [
+    "Const", "Evaluator", "Field", "Node", "Op", "evaluate", "extent", "fields_of", "look_ahead", "parse",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +194,8 @@ def _check_arity(node: Op, text: str) -> None:
     else:  # Ref and rolling
         want, consts = 2, 1
     if len(args) != want:
-        raise ExpressionError(f"{name} takes {want} arguments, got {len(args)} in {text!r}")
+        count = {1: "one", 2: "two", 3: "three"}[want]
+        raise ExpressionError(f"{name} needs {count} arguments, got {len(args)} in {text!r}")
     for arg in args[want - consts:]:
         if not isinstance(arg, Const):
             raise ExpressionError(f"{name}'s window/parameter must be a number, got {arg} in {text!r}")
@@ -234,6 +237,39 @@ def extent(expr: str | Node) -> tuple[int, int]:
         return lft, rgt
     sizes = [extent(a) for a in node.args]
     return max(s[0] for s in sizes), max(s[1] for s in sizes)
+
+
+def look_ahead(expr: str | Node) -> int:
+    """Trading days past "today" that ``expr`` reads at most: a label's horizon (0: it only looks back).
+
+    ``Ref(x, -N)`` reads ``x`` N days ahead and nested offsets add up (``Ref(Ref($close, -2), 1)``
+    looks 1 day ahead); every other operator only looks back, so it passes on the furthest look-ahead
+    of its operands. This is the net reach; :func:`extent`'s right side is how many future days Qlib
+    *loads*, which widens at every Ref and so can be larger (2 for that example).
+
+    >>> look_ahead("Ref($close, -2)/Ref($close, -1) - 1")
+    2
+    >>> look_ahead("Mean($close, 5)/Ref($close, 1)")
+    0
+
+    Raises
+    ------
+    ExpressionError
+        When the expression cannot be parsed or a Ref's offset is not an integer.
+    """
+    return max(0, _reach(parse(expr)))
+
+
+def _reach(node: Node) -> int:
+    # Days ahead of today that node reads at most; negative when it reads only the past.
+    if isinstance(node, (Field, Const)):
+        return 0
+    if node.name == "Ref":
+        offset = _const(node.args[1])
+        if not isinstance(offset, int):
+            raise ExpressionError(f"Ref's offset {offset!r} must be an integer in {node}")
+        return _reach(node.args[0]) - offset
+    return max(_reach(arg) for arg in node.args)
 
 
 def fields_of(expr: str | Node) -> set[str]:

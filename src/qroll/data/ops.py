@@ -9,7 +9,9 @@ numbers.
 
 Where pandas computes Qlib's statistic (mean, sum, std, quantile, rank, corr, ...), pandas is
 called on every series: it is the same 1-D kernel Qlib's per-instrument calls run, so the numbers are
-bit-identical to Qlib's per-instrument calls (``reference/alpha158.md`` §3.9).
+bit-identical to Qlib's per-instrument calls (``reference/alpha158.md`` §3.9). One exception: a
+rolling std or variance over a window whose values are all equal is exactly 0 (:func:`equal_windows`),
+as pandas 1.5-2.x give it, where pandas 3's running sums may keep a round-off residue.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["elementwise", "pandas_rolling", "ref", "regression", "rolling_corr", "window_apply"]
+__all__ = [
+    "elementwise", "equal_windows", "pandas_rolling", "ref", "regression", "rolling_corr", "window_apply",
+]
 
 FloatArray = np.ndarray
 
@@ -82,13 +86,22 @@ def pandas_rolling(x: np.ndarray, n: int, how: str, *args: float) -> np.ndarray:
     how : str
         A pandas rolling method name: mean, sum, std, var, max, min, median, count, skew, kurt,
         quantile, rank (``pct=True``).
+
+    Returns
+    -------
+    ndarray (instruments, days), float64
+        pandas' numbers, bit for bit, except that std and var are exactly 0 on a window of at least
+        two non-NaN values that are all equal (see :func:`equal_windows`).
     """
     kernel = _kernel(how, args)
     if kernel is None:
         frame = pd.DataFrame(np.asarray(x, dtype=np.float64).T)
         roller = frame.expanding(min_periods=1) if n == 0 else frame.rolling(n, min_periods=1)
         res = roller.rank(pct=True) if how == "rank" else getattr(roller, how)(*args)
-        return np.ascontiguousarray(res.to_numpy(dtype=np.float64).T)
+        out = np.ascontiguousarray(res.to_numpy(dtype=np.float64).T)
+        if how in ("std", "var"):
+            out[equal_windows(as_float64(x), n)] = 0.0
+        return out
     series = as_float64(x)
     start, end = _bounds(series.shape[1], n)
     out = np.empty_like(series)
@@ -97,7 +110,65 @@ def pandas_rolling(x: np.ndarray, n: int, how: str, *args: float) -> np.ndarray:
             out[i] = kernel(row, start, end, 1)
         if how == "std":
             out = np.sqrt(np.where(out < 0, 0.0, out))  # pandas' zsqrt
+    if how in ("std", "var"):
+        # pandas 3's running sums keep a round-off residue on a window of equal values (it depends
+        # on the history before the window); pandas 1.5-2.x, and Qlib on them, give exactly 0.
+        out[equal_windows(series, n)] = 0.0
     return out
+
+
+def equal_windows(x: np.ndarray, n: int) -> np.ndarray:
+    """Mask of the windows whose non-NaN values number at least 2 and are all equal.
+
+    The window at day t holds days ``max(0, t - n + 1) .. t`` (``n = 0``: days ``0 .. t``), as in
+    :func:`pandas_rolling`; NaN days are skipped, so ``[3, NaN, 3]`` counts as equal. It is the rule
+    by which pandas 1.5-2.x set a rolling variance to exactly 0 (a run of equal values at least as
+    long as the window's count).
+
+    Parameters
+    ----------
+    x : ndarray (instruments, days), float64
+        Series with NaN on the days to skip (±inf already turned into NaN).
+    n : int
+        Window length in trading days; 0 for an expanding window.
+
+    Returns
+    -------
+    ndarray of bool (instruments, days)
+    """
+    width, days = x.shape
+    mask = np.zeros((width, days), dtype=bool)
+    valid = ~np.isnan(x)
+    values = x[valid]  # the non-NaN values of every series, series after series
+    # Only a value equal to the previous non-NaN value of its series can end an equal window, and
+    # most series (prices, say) have none: then this is all it costs.
+    repeat = np.zeros(values.size, dtype=bool)
+    repeat[1:] = values[1:] == values[:-1]
+    if not repeat.any():
+        return mask
+    where = np.flatnonzero(valid)  # each value's position in the flattened panel
+    hits = np.flatnonzero(repeat)
+    repeat[hits[where[hits] // days != where[hits - 1] // days]] = False  # not across two series
+    hits = np.flatnonzero(repeat)
+    # Each repeat's run of equal values begins at the value before the first repeat of its block.
+    block = np.ones(hits.size, dtype=bool)
+    block[1:] = np.diff(hits) != 1
+    begin = (hits - 1)[block][np.cumsum(block) - 1]
+    # The days whose latest non-NaN value is a repeat: from it up to the next value or series end.
+    after = hits + 1 < where.size
+    stop = (where[hits] // days + 1) * days
+    stop[after] = np.minimum(stop[after], where[hits[after] + 1])
+    length = stop - where[hits]
+    offset = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    cell = np.repeat(where[hits], length) + offset
+    latest = np.repeat(hits, length)
+    t = cell % days
+    low = cell - t if n == 0 else cell - np.minimum(t, n - 1)
+    # The window's first non-NaN value; equal when it holds 2 values or more, all inside the run.
+    first = np.minimum(np.searchsorted(where, low), latest)
+    equal = (latest > first) & (first >= np.repeat(begin, length))
+    mask.reshape(-1)[cell[equal]] = True
+    return mask
 
 
 def rolling_corr(x: np.ndarray, y: np.ndarray, n: int, how: str = "corr") -> np.ndarray:

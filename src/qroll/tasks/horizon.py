@@ -7,7 +7,8 @@ read past "today". ``Ref(x, -N)`` reads ``x`` N days ahead; nested ``Ref`` offse
 (``Ref(Ref($close, -2), 1)`` looks 1 day ahead); every other operator (``Mean``, ``Std``,
 arithmetic, ...) only looks back, so it passes the horizon of its arguments through. A label that
 looks ``N`` days ahead needs ``trunc_days = N + 1``: the last training label then ends on the day
-before the test starts.
+before the test starts. The expression language has one parser,
+:mod:`qroll.data.expression`; the rule is its :func:`~qroll.data.expression.look_ahead`.
 
 >>> label_horizon("Ref($close, -2)/Ref($close, -1) - 1")
 2
@@ -17,20 +18,17 @@ before the test starts.
 
 from __future__ import annotations
 
-import ast
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from qroll.data.expression import look_ahead
 from qroll.data.features import DEFAULT_LABEL
-from qroll.errors import TaskGenError
+from qroll.errors import ExpressionError, TaskGenError
 
 __all__ = ["DEFAULT_LABELS", "auto_trunc_days", "label_horizon", "task_label"]
 
 # The default label of each feature-set handler, by class name, as in Qlib.
 DEFAULT_LABELS: dict[str, list[str]] = {"Alpha158": DEFAULT_LABEL[0], "Alpha360": DEFAULT_LABEL[0]}
-
-_FIELD = re.compile(r"\$(\w+)")
 
 
 def label_horizon(expression: str) -> int:
@@ -39,35 +37,16 @@ def label_horizon(expression: str) -> int:
     Raises
     ------
     TaskGenError
-        If the expression cannot be parsed.
+        If the expression cannot be parsed (the message carries the parser's reason) or a
+        ``Ref`` offset is not an integer.
     """
-    # Qlib expressions are Python expressions once `$field` becomes a name.
-    source = _FIELD.sub(r"_field_\1", expression)
     try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as exc:
-        raise TaskGenError(f"cannot parse the label expression {expression!r}: {exc.msg}") from exc
-    return max(0, _ahead(tree.body, expression))
-
-
-def _ahead(node: ast.AST, expression: str) -> int:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Ref":
-        if len(node.args) != 2:
-            raise TaskGenError(f"Ref needs two arguments in the label expression {expression!r}")
-        return _ahead(node.args[0], expression) - _int(node.args[1], expression)
-    children = [_ahead(child, expression) for child in ast.iter_child_nodes(node)]
-    # A field, a constant or a name: read today, ahead by 0.
-    return max(children, default=0)
-
-
-def _int(node: ast.AST, expression: str) -> int:
-    try:
-        value = ast.literal_eval(node)
-    except ValueError as exc:
-        raise TaskGenError(f"Ref's offset must be a number in the label expression {expression!r}") from exc
-    if not isinstance(value, int):
-        raise TaskGenError(f"Ref's offset {value!r} must be an integer in {expression!r}")
-    return value
+        return look_ahead(expression)
+    except ExpressionError as exc:
+        raise TaskGenError(
+            f"cannot tell how far the label expression {expression!r} looks ahead: {exc}; fix the "
+            "label, or give trunc_days as a number of trading days"
+        ) from exc
 
 
 def auto_trunc_days(labels: Iterable[str]) -> int:
