@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qroll.experiment import ExperimentReport
-from qroll.tasks.timeline import format_day
+from qroll.tasks import shape
 from qroll.train.trainer import TaskOutcome
 
 __all__ = ["TrainingProgress", "report_tables"]
@@ -24,14 +24,6 @@ def _num(value: float, digits: int = 4) -> str:
 
 def _pct(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:+.2%}"
-
-
-def _segment(task: Any) -> str:
-    try:
-        start, end = task["dataset"]["kwargs"]["segments"]["test"]
-    except (KeyError, TypeError, ValueError):
-        return "?"
-    return f"{format_day(start)}..{format_day(end)}"
 
 
 class TrainingProgress:
@@ -57,15 +49,14 @@ class TrainingProgress:
         self.progress.__exit__(*exc)
 
     def __call__(self, outcome: TaskOutcome) -> None:
-        model = outcome.task.get("model", {})
-        name = model.get("class", "?") if isinstance(model, dict) else type(model).__name__
+        name = shape.model_name(outcome.task) or "?"
         ic = ""
         if outcome.recorder is not None and "IC" in outcome.recorder.metrics:
             ic = f"  IC {outcome.recorder.metrics['IC']:+.4f}"
         detail = f"  {outcome.error}" if outcome.error else ""
         self.console.print(
             f"{outcome.index + 1:>3}/{outcome.total}  {MARK[outcome.status]}  {name:<12} "
-            f"test {_segment(outcome.task)}  {outcome.seconds:6.1f} s{ic}{detail}"
+            f"test {shape.window_text(outcome.task, missing='?')}  {outcome.seconds:6.1f} s{ic}{detail}"
         )
         self.progress.update(self.bar, advance=1, description=f"training ({name})")
 

@@ -37,9 +37,9 @@ from qroll.record.tags import (
     TAG_MODEL,
     TAG_TEST_END,
     TAG_TEST_START,
-    task_segment,
 )
 from qroll.run_config import RunConfig
+from qroll.tasks import shape
 from qroll.tasks.gen import task_generator
 from qroll.train.task import check_task
 from qroll.train.trainer import TrainerR, TrainProgress
@@ -243,7 +243,7 @@ class RollingExperiment:
 
     def _with_source(self, task: Mapping[str, Any]) -> dict[str, Any]:
         task = dict(copy.deepcopy(task))
-        handler = task.get("dataset", {}).get("kwargs", {}).get("handler")
+        handler = shape.handler_config(task)
         if isinstance(handler, dict):
             kwargs = handler.setdefault("kwargs", {}) or {}
             handler["kwargs"] = kwargs
@@ -265,7 +265,7 @@ class RollingExperiment:
             # The merged signals are backtested after training: a config that could not run
             # fails now, before hours of training.
             source = open_source(self.config.data)
-            spans = [s for s in (task_segment(t) for t in tasks) if s is not None]
+            spans = [s for s in (shape.task_segment(t) for t in tasks) if s is not None]
             cal = source.calendar.days
             span = (min(pd.Timestamp(s[0]) for s in spans),
                     max(pd.Timestamp(s[1]) if s[1] is not None else cal[-1] for s in spans))
@@ -329,9 +329,7 @@ def _markets(templates: list[dict[str, Any]]) -> list[Any]:
     """The distinct ``instruments`` of the templates' handlers (``"all"`` where none is given)."""
     found: list[Any] = []
     for task in templates:
-        handler = task.get("dataset", {}).get("kwargs", {}).get("handler")
-        kwargs = (handler.get("kwargs") or {}) if isinstance(handler, Mapping) else {}
-        market = kwargs.get("instruments", "all")
+        market = (shape.handler_kwargs(task) or {}).get("instruments", "all")
         if market not in found:
             found.append(market)
     return found

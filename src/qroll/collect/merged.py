@@ -51,6 +51,7 @@ from qroll.record.tags import (
     TAG_TEST_START,
     run_name,
 )
+from qroll.tasks import shape
 
 __all__ = [
     "DEFAULT_BACKTEST",
@@ -345,7 +346,7 @@ def stored_config(exp: Experiment) -> dict[str, Any] | None | str:
 def _open_source(source: str | Source | None, window: Recorder) -> Source:
     if source is not None:
         return open_source(source) if isinstance(source, str) else source
-    uri = _param(window, "dataset.kwargs.handler.kwargs.source")
+    uri = _param(window, shape.handler_param("source"))
     if not isinstance(uri, str):
         raise ConfigError(f"run {window.id} does not say which data it was trained on: pass the data "
                           "source (qroll collect --data URI)")
@@ -365,7 +366,7 @@ def _evaluate_model(exp: Experiment, model: str, recs: list[Recorder], config: M
     label = next(iter(collected.get("label", {}).values()), None)
     dates = pred.index.get_level_values("datetime")
     span = (dates.min(), dates.max())
-    market = _param(recs[0], "dataset.kwargs.handler.kwargs.instruments") or "all"
+    market = _param(recs[0], shape.handler_param("instruments")) or "all"
     tags = {TAG_KIND: KIND_MERGED, TAG_MODEL: model, TAG_MERGED_START: f"{span[0]:%Y-%m-%d}",
             TAG_MERGED_END: f"{span[1]:%Y-%m-%d}", TAG_MERGED_FROM: digest,
             TAG_BACKTEST_HASH: _config_digest(config)}

@@ -10,6 +10,7 @@ from typing import Any
 from qroll.errors import PoolError, PoolQueryError
 from qroll.pool.manager import TaskManager
 from qroll.pool.records import TaskStatus
+from qroll.tasks import shape
 
 __all__ = [
     "TaskRow", "build_query", "open_pool", "remove_tasks", "reset_running", "retry_failed", "task_rows",
@@ -92,18 +93,11 @@ class TaskRow:
     last_error: str
 
 
-def _model(definition: Any) -> str:
-    model = definition.get("model") if isinstance(definition, Mapping) else None
-    cls = model.get("class", "") if isinstance(model, Mapping) else model
-    return str(cls or "").rsplit(".", 1)[-1]
-
-
-def _test(definition: Any) -> str:
-    try:
-        start, end = definition["dataset"]["kwargs"]["segments"]["test"]
-    except (KeyError, TypeError, ValueError):
-        return ""
-    return f"{str(start)[:10]}..{str(end)[:10] if end else 'open'}"
+def _shown(definition: Any) -> tuple[str, str]:
+    """A definition's model and test window; a task of another shape (any JSON) shows blanks."""
+    if not isinstance(definition, Mapping):
+        return "", ""
+    return shape.model_name(definition), shape.window_text(definition)
 
 
 def task_rows(tm: TaskManager, query: Mapping[str, Any] | None = None) -> list[TaskRow]:
@@ -112,10 +106,10 @@ def task_rows(tm: TaskManager, query: Mapping[str, Any] | None = None) -> list[T
     for t in tm.query(query):
         expires = t["lease_expires"]
         until = expires.isoformat(timespec="seconds") if expires else ""
+        model, test = _shown(t["def"])
         rows.append(TaskRow(
             id=t["_id"], status=t["status"], attempts=t["attempts"], max_attempts=t["max_attempts"],
-            lease_owner=t["lease_owner"] or "", lease_expires=until,
-            model=_model(t["def"]), test=_test(t["def"]),
+            lease_owner=t["lease_owner"] or "", lease_expires=until, model=model, test=test,
             last_error=(t["last_error"] or "").strip().splitlines()[0] if t["last_error"] else "",
         ))
     return rows

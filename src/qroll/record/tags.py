@@ -6,9 +6,11 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
 from qroll.config import task_hash
+from qroll.tasks import shape
+
+# Where the task's shape is read now; still importable from here, as before.
+from qroll.tasks.shape import model_name, task_segment
 
 __all__ = [
     "STATUS_BEGIN",
@@ -63,57 +65,12 @@ STATUS_BEGIN = "begin_task_train"
 STATUS_END = "end_task_train"
 
 
-def _class_name(cfg: Any) -> str:
-    cls = cfg.get("class", "") if isinstance(cfg, Mapping) else cfg
-    name = cls if isinstance(cls, str) else getattr(cls, "__name__", type(cls).__name__)
-    return name.rsplit(".", 1)[-1]
-
-
-def _day(value: Any) -> str:
-    if value is None:
-        return ""
-    ts = pd.Timestamp(value)
-    return str(ts.date()) if ts == ts.normalize() else ts.isoformat()
-
-
-def model_name(task: Mapping[str, Any]) -> str:
-    """The model class of a task, without its module (``LGBModel``); ``""`` if it names none.
-
-    >>> model_name({"model": {"class": "qlib.contrib.model.gbdt.LGBModel"}})
-    'LGBModel'
-    """
-    return _class_name(task.get("model", ""))
-
-
-# Not named test_segment: pytest would collect it from any test module that imports it.
-def task_segment(task: Mapping[str, Any], test_key: str = "test") -> tuple[Any, Any] | None:
-    """The ``(start, end)`` of a task's test segment as written (either may be None), or None.
-
-    Parameters
-    ----------
-    task : dict
-        A task, ``{"dataset": {"kwargs": {"segments": {test_key: [start, end]}}}, ...}``.
-    test_key : str, default "test"
-        The segment's name (``RollingGen(test_key=...)``).
-
-    >>> task_segment({"dataset": {"kwargs": {"segments": {"test": ["2019-01-02", None]}}}})
-    ('2019-01-02', None)
-    >>> task_segment({"model": {}}) is None
-    True
-    """
-    try:
-        start, end = task["dataset"]["kwargs"]["segments"][test_key]
-    except (KeyError, TypeError, ValueError):
-        return None
-    return start, end
-
-
 def run_name(
     task: Mapping[str, Any],
     kind: str = "test",
     *,
     segment: tuple[Any, Any] | None = None,
-    test_key: str = "test",
+    test_key: str | None = None,
 ) -> str:
     """The MLflow run name of a task's run: its model, what the run holds, and its dates.
 
@@ -129,8 +86,9 @@ def run_name(
         merged signal.
     segment : (start, end), optional
         The span to show instead of the task's test segment (the merged signal's whole span).
-    test_key : str, default "test"
-        The test segment's name, as for ``RollingGen(test_key=...)``.
+    test_key : str, optional
+        The test segment's name; default the task's own (``RollingGen(test_key=...)`` writes it
+        into the task, see :func:`qroll.tasks.shape.task_test_key`).
 
     Returns
     -------
@@ -148,13 +106,33 @@ def run_name(
     span = segment if segment is not None else task_segment(task, test_key)
     parts = [model_name(task) or "task", kind]
     if span is not None:
-        parts.append("..".join(_day(point) or "open" for point in span))
+        parts.append(shape.format_segment(span))
     return " ".join(parts)
 
 
-def task_tags(task: Mapping[str, Any], test_key: str = "test") -> dict[str, str]:
+def task_tags(task: Mapping[str, Any], test_key: str | None = None) -> dict[str, str]:
     """The tags of a task's run: its hash, model class, test segment and host.
 
+    Parameters
+    ----------
+    task : dict
+        The task.
+    test_key : str, optional
+        The test segment's name; default the task's own (see :func:`run_name`).
+
+    Returns
+    -------
+    dict of str
+        ``qroll.task_hash``, ``qroll.model``, ``hostname`` and, when the task has a test segment,
+        ``qroll.test_start`` / ``qroll.test_end`` (``YYYY-MM-DD``; ``""`` for an open end).
+
+    Raises
+    ------
+    ConfigError
+        If the task's ``qroll`` block (its test key) is malformed.
+
+    Examples
+    --------
     >>> tags = task_tags({"model": {"class": "LGBModel"}, "dataset": {"kwargs": {"segments": {
     ...     "test": ("2020-01-02", None)}}}})
     >>> tags["qroll.model"], tags["qroll.test_start"], tags["qroll.test_end"]
@@ -165,7 +143,9 @@ def task_tags(task: Mapping[str, Any], test_key: str = "test") -> dict[str, str]
         TAG_MODEL: model_name(task),
         TAG_HOST: socket.gethostname(),
     }
-    span = task_segment(task, test_key)
+    # Checked here, not only read: a run tagged without its test window could not be collected.
+    key = test_key if test_key is not None else shape.task_test_key(task)
+    span = task_segment(task, key)
     if span is not None:
-        tags[TAG_TEST_START], tags[TAG_TEST_END] = _day(span[0]), _day(span[1])
+        tags[TAG_TEST_START], tags[TAG_TEST_END] = (shape.format_day(p, open_end="") for p in span)
     return tags

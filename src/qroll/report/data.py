@@ -29,7 +29,7 @@ from qroll.analysis.signal import calc_ic
 from qroll.clock import utcnow
 from qroll.collect.collector import RecorderCollector, rolling_key
 from qroll.collect.group import RollingGroup
-from qroll.errors import CollectError, LoadObjectError
+from qroll.errors import CollectError, LoadObjectError, QrollError
 from qroll.record import Experiment, Recorder, mask_credentials
 from qroll.record.tags import (
     KIND_MERGED,
@@ -41,14 +41,14 @@ from qroll.record.tags import (
     TAG_TEST_END,
     TAG_TEST_START,
 )
+from qroll.tasks import shape
 
 __all__ = ["ModelSeries", "ModelSummary", "ReportData", "WindowSummary", "gather_report_data"]
 
 PRED, LABEL = "pred.pkl", "label.pkl"
 IC_PATH, RIC_PATH = "sig_analysis/ic.pkl", "sig_analysis/ric.pkl"
 REPORT_PATH = "portfolio_analysis/report_normal_1day.pkl"
-SEGMENT_PARAM = "dataset.kwargs.segments.{}"
-SOURCE_PARAM = "dataset.kwargs.handler.kwargs.source"
+SOURCE_PARAM = shape.handler_param("source")
 # A date as Qlib's params spell it: "['2019-01-01', None]", "(Timestamp('2019-01-01 00:00:00'), ...)".
 _POINT = re.compile(r"(\d{4}-\d{2}-\d{2})|\bNone\b")
 
@@ -217,18 +217,24 @@ def _span(text: str | None) -> Span | None:
     return (points[0], points[1]) if len(points) == 2 else None
 
 
+def _roles(test_key: str) -> dict[str, str]:
+    """The segments the report draws, by role: ``test`` is whichever the run's test key names."""
+    return {"train": "train", "valid": "valid", "test": test_key}
+
+
 def _task_segments(task: Any) -> dict[str, Span | None]:
+    """A pickled task's segments by role; {} for a task of another shape."""
     try:
-        segments = task["dataset"]["kwargs"]["segments"]
-    except (KeyError, TypeError):
+        found, test_key = shape.segments(task), shape.task_test_key(task)
+    except QrollError:
         return {}
     out: dict[str, Span | None] = {}
-    for key, value in segments.items() if isinstance(segments, Mapping) else ():
+    for role, key in _roles(test_key).items():
         try:
-            start, end = value
-        except (TypeError, ValueError):
+            start, end = found[key]
+        except (KeyError, TypeError, ValueError):
             continue
-        out[key] = tuple(  # type: ignore[assignment]
+        out[role] = tuple(  # type: ignore[assignment]
             "" if p is None else f"{pd.Timestamp(p):%Y-%m-%d}" for p in (start, end))
     return out
 
@@ -253,7 +259,8 @@ def _windows(recs: Sequence[Recorder]) -> list[WindowSummary]:
     segments: dict[str, dict[str, Span | None]] = {}
     need_task = []
     for rec in recs:
-        parsed = {key: _span(rec.params.get(SEGMENT_PARAM.format(key))) for key in ("train", "valid", "test")}
+        roles = _roles(rec.params.get(shape.TEST_KEY_PARAM) or shape.DEFAULT_TEST_KEY)
+        parsed = {role: _span(rec.params.get(shape.segment_param(key))) for role, key in roles.items()}
         segments[rec.id] = parsed
         if parsed["train"] is None:
             need_task.append(rec)

@@ -1,4 +1,8 @@
-"""Task generation: roll task templates over the trading calendar."""
+"""Task generation: roll task templates over the trading calendar.
+
+:mod:`qroll.tasks.shape` is where a task's parts are (segments, test key, model, handler) and how
+its days and segments are written; every other module asks it.
+"""
 
 from qroll.tasks.gen import (
     MultiHorizonGenBase,

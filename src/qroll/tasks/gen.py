@@ -5,7 +5,9 @@ the step is counted in trading days, each test window is exactly ``step`` days l
 train segment expands, the last window may pass the requested test end (its handler ``end_time``
 is then extended, to ``None`` past the calendar), and a window whose test start equals the test
 end is still produced. Where Qlib crashes, qroll stops cleanly or raises a
-:class:`~qroll.errors.QrollError` that says what to change.
+:class:`~qroll.errors.QrollError` that says what to change. One addition: a task rolled with a
+``test_key`` other than ``"test"`` also carries it, as ``{"qroll": {"test_key": ...}}`` (see
+:mod:`qroll.tasks.shape`), so its runs are tagged and listed by their real test window.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 
 from qroll.calendar import Segment, TimeAdjuster, as_time_adjuster
 from qroll.errors import LabelLeakWarning, OutOfCalendarError, TaskGenError
+from qroll.tasks import shape
 from qroll.tasks.horizon import auto_trunc_days, label_horizon, task_label
 
 __all__ = [
@@ -74,21 +77,6 @@ def task_generator(
     return task_list
 
 
-def _segments(task: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        segments = task["dataset"]["kwargs"]["segments"]
-    except (KeyError, TypeError) as exc:
-        raise TaskGenError(
-            "the task has no dataset.kwargs.segments: give "
-            "{'dataset': {'kwargs': {'segments': {'train': [start, end], 'test': [start, end]}}}}"
-        ) from exc
-    if not isinstance(segments, Mapping):
-        raise TaskGenError(
-            f"dataset.kwargs.segments must be a mapping of name -> [start, end], got {segments!r}"
-        )
-    return dict(segments)
-
-
 def handler_mod(task: dict[str, Any], rolling_gen: RollingGen) -> None:
     """Extend the data handler's ``end_time`` to the end of the task's test segment.
 
@@ -97,13 +85,11 @@ def handler_mod(task: dict[str, Any], rolling_gen: RollingGen) -> None:
     handler given as a string (``"file://h.pkl"``) or a task with no handler is left alone.
     ``start_time``, ``fit_start_time`` and ``fit_end_time`` are never changed.
     """
-    try:
-        kwargs = task["dataset"]["kwargs"]["handler"]["kwargs"]
-        test_end = task["dataset"]["kwargs"]["segments"][rolling_gen.test_key][1]
-    except (KeyError, TypeError, IndexError):
+    kwargs = shape.handler_kwargs(task)
+    span = shape.task_segment(task, rolling_gen.test_key)
+    if kwargs is None or span is None:
         return
-    if not isinstance(kwargs, dict):
-        return
+    test_end = span[1]
     h_end = kwargs.get("end_time")
     if test_end is None:
         kwargs["end_time"] = None
@@ -180,7 +166,8 @@ class RollingGen(TaskGen):
     ds_extra_mod_func : callable or None, default handler_mod
         Called as ``func(task, self)`` on every generated task after its segments are set.
     test_key, train_key : str
-        Names of the test and train segments.
+        Names of the test and train segments. A test key other than ``"test"`` is written into
+        every generated task (:func:`qroll.tasks.shape.set_test_key`).
     trunc_days : int, "auto" or None, default None
         Truncate the other segments to end this many trading days before the first test start
         (see :func:`trunc_segments`). ``"auto"`` takes the label's horizon + 1 (see
@@ -329,10 +316,10 @@ class RollingGen(TaskGen):
             its first day) or no calendar at all.
         """
         self._check()
-        self._check_segments(_segments(task))
+        self._check_segments(shape.segments(task))
         trunc_days = self.trunc_days_for(task)
         t = self.task_copy_func(task)
-        segments: dict[str, Any] = copy.deepcopy(self.ta.align_seg(_segments(t)))
+        segments: dict[str, Any] = copy.deepcopy(self.ta.align_seg(shape.segments(t)))
         test_end = self._transform_end_date(segments[self.test_key][1])
 
         start = self.ta.align_idx(segments[self.test_key][0])
@@ -353,7 +340,7 @@ class RollingGen(TaskGen):
         """
         self._check()
         test_end = pd.Timestamp(test_end)
-        prev = _segments(task)
+        prev = shape.segments(task)
         while True:
             prev_start = self.ta.align_idx(prev[self.test_key][0])
             next_start = self._next_start(prev_start)
@@ -419,7 +406,10 @@ class RollingGen(TaskGen):
         return int(ordinals.searchsorted(ordinals[start], side="right"))
 
     def _update_task_segs(self, task: dict[str, Any], segments: dict[str, Any]) -> None:
-        task["dataset"]["kwargs"]["segments"] = copy.deepcopy(segments)
+        shape.set_segments(task, copy.deepcopy(segments))
+        # The task carries its test key (when not "test"), so whatever trains, lists or tags it
+        # later finds its test window without this generator.
+        shape.set_test_key(task, self.test_key)
         if self.ds_extra_mod_func is not None:
             self.ds_extra_mod_func(task, self)
 
@@ -474,10 +464,10 @@ class MultiHorizonGenBase(TaskGen):
                 raise TaskGenError(f"horizon {hr!r} must be a number of trading days >= 0")
             t = copy.deepcopy(task)
             self.set_horizon(t, hr)
-            segments = self.ta.align_seg(_segments(t))
+            segments = self.ta.align_seg(shape.segments(t))
             if self.test_key not in segments:
                 raise TaskGenError(f"the task has no {self.test_key!r} segment to keep clear of")
             trunc_segments(self.ta, segments, days=hr + self.label_leak_n, test_key=self.test_key)
-            t["dataset"]["kwargs"]["segments"] = segments
+            shape.set_segments(t, segments)
             out.append(t)
         return out

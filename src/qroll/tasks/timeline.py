@@ -6,9 +6,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pandas as pd
-
 from qroll.calendar import TimeAdjuster, as_time_adjuster
+from qroll.tasks import shape
+from qroll.tasks.shape import format_day
 
 __all__ = ["draw_windows", "format_day", "tasks_table", "window_rows"]
 
@@ -18,32 +18,9 @@ OTHER_MARK = "o"
 PRIORITY = {"x": 3, "v": 2, "*": 1, OTHER_MARK: 0}
 
 
-def format_day(ts: Any) -> str:
-    """A segment point as the tables show it: ``2020-01-02``, the full time if not midnight, or ``open``."""
-    if ts is None:
-        return "open"
-    ts = pd.Timestamp(ts)
-    return str(ts.date()) if ts == ts.normalize() else str(ts)
-
-
-def _segments(task: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(task["dataset"]["kwargs"]["segments"])
-
-
-def _model_name(task: Mapping[str, Any]) -> str:
-    model = task.get("model")
-    if isinstance(model, Mapping):
-        cls = model.get("class", "?")
-        return cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
-    return type(model).__name__ if model is not None else "-"
-
-
 def _handler_end(task: Mapping[str, Any]) -> str:
-    try:
-        kwargs = task["dataset"]["kwargs"]["handler"]["kwargs"]
-    except (KeyError, TypeError):
-        return "-"
-    if not isinstance(kwargs, Mapping) or "end_time" not in kwargs:
+    kwargs = shape.handler_kwargs(task)
+    if kwargs is None or "end_time" not in kwargs:
         return "-"
     return format_day(kwargs["end_time"])
 
@@ -52,9 +29,9 @@ def window_rows(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     """One row per task: its model, every segment as ``start..end``, and the handler end."""
     rows = []
     for task in tasks:
-        row = {"model": _model_name(task)}
-        for key, (start, end) in _segments(task).items():
-            row[key] = f"{format_day(start)}..{format_day(end)}"
+        row = {"model": shape.model_name(task) or "-"}
+        for key, span in shape.segments(task).items():
+            row[key] = shape.format_segment(span)
         row["handler end"] = _handler_end(task)
         rows.append(row)
     return rows
@@ -81,8 +58,8 @@ def draw_windows(
     tasks: Sequence[Mapping[str, Any]],
     calendar: Any,
     width: int = 72,
-    test_key: str = "test",
-    train_key: str = "train",
+    test_key: str | None = None,
+    train_key: str = shape.DEFAULT_TRAIN_KEY,
 ) -> str:
     """Draw each task's segments over trading days: ``*`` train, ``v`` valid, ``x`` test.
 
@@ -98,13 +75,20 @@ def draw_windows(
         The trading calendar the tasks were generated on.
     width : int, default 72
         The most columns a row may use.
+    test_key : str, optional
+        The test segment's name; default each task's own (:func:`qroll.tasks.shape.task_test_key`).
+    train_key : str, default "train"
+        The train segment's name.
     """
     ta = calendar if isinstance(calendar, TimeAdjuster) else as_time_adjuster(calendar)
-    marks = {**MARKS, train_key: "*", test_key: "x"}
+    # Only the segments that are train and test here are drawn so: a "test" segment beside
+    # another test key is just another segment.
+    base = {key: mark for key, mark in MARKS.items() if mark not in ("*", "x")}
     spans: list[list[tuple[int, int, str, bool]]] = []
     for task in tasks:
+        marks = {**base, train_key: "*", test_key or shape.task_test_key(task): "x"}
         row = []
-        for key, (start, end) in _segments(task).items():
+        for key, (start, end) in shape.segments(task).items():
             lo = 0 if start is None else ta.align_idx(start, "start")
             hi = len(ta.cals) - 1 if end is None else ta.align_idx(end, "end")
             row.append((lo, hi, marks.get(key, OTHER_MARK), end is None))

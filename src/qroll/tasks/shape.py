@@ -1,0 +1,353 @@
+"""The shape of a task, in one place: where its segments, test key, model and handler are.
+
+A task is Qlib's dict (DESIGN §2)::
+
+    {"model": {"class": "LGBModel", "kwargs": {...}},
+     "dataset": {"class": "DatasetH", "kwargs": {
+         "handler": {"class": "Alpha158", "kwargs": {"start_time": ..., "end_time": ..., ...}},
+         "segments": {"train": [start, end], "valid": [start, end], "test": [start, end]}}},
+     "record": [...]}
+
+Every other module asks this one instead of spelling the paths out, so a change of shape is a
+change here. The test segment is ``"test"`` unless the task says otherwise: a :class:`RollingGen`
+built with another ``test_key`` writes it into every task it rolls as ``{"qroll": {"test_key":
+"backtest"}}``, so the run tags, run names, progress lines and ``qroll pool list`` show the real
+test window wherever the task travels (a pool, a worker on another machine, a run's ``task``
+artifact). A task without that block has the default key, and its hash is unchanged by this.
+
+Days are shown as ``2019-01-02`` (the full ISO time when it is not midnight); a segment as
+``2019-01-02..2019-03-29``, an open end as ``open``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import pandas as pd
+
+from qroll.errors import ConfigError, TaskGenError
+
+__all__ = [
+    "DEFAULT_TEST_KEY",
+    "DEFAULT_TRAIN_KEY",
+    "HANDLER_PATH",
+    "META_KEY",
+    "OPEN",
+    "SEGMENTS_PATH",
+    "TEST_KEY_PARAM",
+    "format_day",
+    "format_segment",
+    "handler_config",
+    "handler_kwargs",
+    "handler_param",
+    "model_name",
+    "segment_param",
+    "segments",
+    "set_segments",
+    "set_test_key",
+    "task_segment",
+    "task_test_key",
+    "window_text",
+]
+
+DEFAULT_TEST_KEY = "test"
+DEFAULT_TRAIN_KEY = "train"
+SEGMENTS_PATH = ("dataset", "kwargs", "segments")
+"""Where a task keeps its segments, ``{name: [start, end]}``."""
+HANDLER_PATH = ("dataset", "kwargs", "handler")
+"""Where a task keeps its data handler's config (or a handler given another way, e.g. a path)."""
+META_KEY = "qroll"
+"""The task's own block for what qroll must know about it beyond Qlib's keys (its test key)."""
+TEST_KEY_PARAM = f"{META_KEY}.test_key"
+"""The run parameter that holds a task's test key, as :func:`~qroll.train.task.flatten_task` logs it."""
+OPEN = "open"
+"""How an open (``None``) segment end is shown."""
+
+
+def _get(task: Any, path: tuple[str, ...]) -> Any:
+    node = task
+    for key in path:
+        node = node[key]
+    return node
+
+
+def segments(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's segments, ``{name: (start, end)}`` as written (a new dict; the pairs are the task's).
+
+    Parameters
+    ----------
+    task : dict
+        A task.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    TaskGenError
+        If the task has no ``dataset.kwargs.segments`` or it is not a mapping.
+
+    Examples
+    --------
+    >>> segments({"dataset": {"kwargs": {"segments": {"train": ("2019-01-02", "2019-06-28")}}}})
+    {'train': ('2019-01-02', '2019-06-28')}
+    >>> segments({"model": {}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qroll.errors.TaskGenError: the task has no dataset.kwargs.segments: give ...
+    """
+    try:
+        found = _get(task, SEGMENTS_PATH)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise TaskGenError(
+            "the task has no dataset.kwargs.segments: give "
+            "{'dataset': {'kwargs': {'segments': {'train': [start, end], 'test': [start, end]}}}}"
+        ) from exc
+    if not isinstance(found, Mapping):
+        raise TaskGenError(
+            f"dataset.kwargs.segments must be a mapping of name -> [start, end], got {found!r}"
+        )
+    return dict(found)
+
+
+def set_segments(task: MutableMapping[str, Any], value: Mapping[str, Any]) -> None:
+    """Replace the task's segments by ``value``, in place (the task must have a ``dataset.kwargs``).
+
+    >>> task = {"dataset": {"kwargs": {"segments": {}}}}
+    >>> set_segments(task, {"test": ("2019-01-02", None)})
+    >>> task["dataset"]["kwargs"]["segments"]
+    {'test': ('2019-01-02', None)}
+    """
+    _get(task, SEGMENTS_PATH[:-1])[SEGMENTS_PATH[-1]] = value
+
+
+def task_test_key(task: Mapping[str, Any], default: str = DEFAULT_TEST_KEY) -> str:
+    """The name of the task's test segment: its ``qroll.test_key``, else ``default``.
+
+    Parameters
+    ----------
+    task : dict
+        A task, as written or as rolled by :class:`~qroll.tasks.gen.RollingGen`.
+    default : str, default "test"
+        The key of a task that names none (Qlib's tasks, and any rolled with the default key).
+
+    Raises
+    ------
+    ConfigError
+        If the task's ``qroll`` block is not a mapping, or its ``test_key`` is not a non-empty string.
+
+    Examples
+    --------
+    >>> task_test_key({"model": {}})
+    'test'
+    >>> task_test_key({"model": {}, "qroll": {"test_key": "backtest"}})
+    'backtest'
+    """
+    meta = task.get(META_KEY)
+    if meta is None:
+        return default
+    if not isinstance(meta, Mapping):
+        raise ConfigError(f"the task's {META_KEY!r} block is {meta!r}: it must be a mapping such as "
+                          f"{{test_key: backtest}}, or be left out")
+    key = meta.get("test_key", default)
+    if not isinstance(key, str) or not key:
+        raise ConfigError(f"the task's {TEST_KEY_PARAM} is {key!r}: it must name one of its segments "
+                          f"(a string), as RollingGen(test_key=...) writes it")
+    return key
+
+
+def set_test_key(task: MutableMapping[str, Any], key: str) -> None:
+    """Record ``key`` as the task's test segment, in place; the default key is recorded by absence.
+
+    A task rolled with the default key stays exactly Qlib's dict (and keeps its hash).
+
+    >>> task = {"model": {}}
+    >>> set_test_key(task, "backtest"); task
+    {'model': {}, 'qroll': {'test_key': 'backtest'}}
+    >>> set_test_key(task, "test"); task
+    {'model': {}}
+    """
+    meta = task.get(META_KEY)
+    if key != DEFAULT_TEST_KEY:
+        task[META_KEY] = {**(meta if isinstance(meta, Mapping) else {}), "test_key": key}
+        return
+    if isinstance(meta, Mapping) and "test_key" in meta:
+        rest = {k: v for k, v in meta.items() if k != "test_key"}
+        if rest:
+            task[META_KEY] = rest
+        else:
+            del task[META_KEY]
+
+
+def task_segment(task: Mapping[str, Any], test_key: str | None = None) -> tuple[Any, Any] | None:
+    """The ``(start, end)`` of the task's test segment as written (either may be None), or None.
+
+    Never raises: a task of any other shape (no segments, no such segment, a segment that is not
+    a pair, a malformed ``qroll`` block) gives None.
+
+    Parameters
+    ----------
+    task : dict
+        A task.
+    test_key : str, optional
+        The test segment's name; default the task's own (:func:`task_test_key`).
+
+    Examples
+    --------
+    >>> seg = {"test": ("2019-01-02", None), "backtest": ("2019-04-01", "2019-06-28")}
+    >>> task = {"dataset": {"kwargs": {"segments": seg}}}
+    >>> task_segment(task)
+    ('2019-01-02', None)
+    >>> task_segment({**task, "qroll": {"test_key": "backtest"}})
+    ('2019-04-01', '2019-06-28')
+    >>> task_segment({"model": {}}) is None
+    True
+    """
+    try:
+        name = test_key if test_key is not None else task_test_key(task)
+        start, end = _get(task, SEGMENTS_PATH)[name]
+    except (KeyError, TypeError, ValueError, IndexError, ConfigError):
+        return None
+    return start, end
+
+
+def format_day(value: Any, open_end: str = OPEN) -> str:
+    """A segment point as qroll writes it: ``2019-01-02``, the ISO time if not midnight, or ``open_end``.
+
+    Parameters
+    ----------
+    value : date-like or None
+        A segment's start or end.
+    open_end : str, default "open"
+        What ``None`` shows as (run tags store ``""``).
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a date.
+
+    Examples
+    --------
+    >>> format_day("2019-01-02"), format_day(pd.Timestamp("2019-01-02 09:30")), format_day(None)
+    ('2019-01-02', '2019-01-02T09:30:00', 'open')
+    >>> format_day(None, open_end="")
+    ''
+    """
+    if value is None:
+        return open_end
+    ts = pd.Timestamp(value)
+    return str(ts.date()) if ts == ts.normalize() else ts.isoformat()
+
+
+def format_segment(span: tuple[Any, Any] | list[Any], open_end: str = OPEN) -> str:
+    """A segment as ``start..end`` (see :func:`format_day`).
+
+    >>> format_segment(("2019-01-01", "2019-03-29"))
+    '2019-01-01..2019-03-29'
+    >>> format_segment(["2019-01-01", None])
+    '2019-01-01..open'
+    """
+    start, end = span
+    return f"{format_day(start, open_end)}..{format_day(end, open_end)}"
+
+
+def window_text(task: Mapping[str, Any], test_key: str | None = None, missing: str = "") -> str:
+    """The task's test segment as text (``2019-01-02..open``), or ``missing``; never raises.
+
+    For listings (the progress lines, ``qroll pool list``), which must show any task they are
+    given: a segment that holds something other than dates is shown as written.
+
+    Parameters
+    ----------
+    task : dict
+        A task.
+    test_key : str, optional
+        The test segment's name; default the task's own (:func:`task_test_key`).
+    missing : str, default ""
+        What a task without a test segment shows.
+
+    Examples
+    --------
+    >>> task = {"dataset": {"kwargs": {"segments": {"oos": ["2019-01-02", None]}}},
+    ...         "qroll": {"test_key": "oos"}}
+    >>> window_text(task), window_text({"model": {}}, missing="?")
+    ('2019-01-02..open', '?')
+    """
+    span = task_segment(task, test_key)
+    if span is None:
+        return missing
+    try:
+        return format_segment(span)
+    except (TypeError, ValueError):
+        return f"{span[0]}..{span[1]}"
+
+
+def model_name(task: Mapping[str, Any]) -> str:
+    """The model class of a task, without its module (``LGBModel``); ``""`` if it names none.
+
+    The model may be a class config, a class path, a class or a model object.
+
+    >>> model_name({"model": {"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt"}})
+    'LGBModel'
+    >>> model_name({"model": {"class": "qlib.contrib.model.gbdt.LGBModel"}})
+    'LGBModel'
+    >>> model_name({"dataset": {}})
+    ''
+    """
+    cfg = task.get("model", "")
+    cls = cfg.get("class", "") if isinstance(cfg, Mapping) else cfg
+    name = cls if isinstance(cls, str) else getattr(cls, "__name__", type(cls).__name__)
+    return name.rsplit(".", 1)[-1]
+
+
+def handler_config(task: Mapping[str, Any]) -> Any:
+    """The task's handler as written (a class config, a path, an object), or None if it has none.
+
+    The task's own object is returned, so a caller may edit a config in place.
+
+    >>> handler_config({"dataset": {"kwargs": {"handler": "file://h.pkl"}}})
+    'file://h.pkl'
+    >>> handler_config({"dataset": {"class": "DatasetH"}}) is None
+    True
+    """
+    try:
+        return _get(task, HANDLER_PATH)
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def handler_kwargs(task: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The handler config's ``kwargs`` dict (the task's own, editable), or None.
+
+    None when the task has no handler, the handler is not a class config (a path, an object) or
+    its ``kwargs`` is not a dict.
+
+    >>> handler = {"class": "Alpha158", "kwargs": {"end_time": None}}
+    >>> handler_kwargs({"dataset": {"kwargs": {"handler": handler}}})
+    {'end_time': None}
+    >>> handler_kwargs({"dataset": {"kwargs": {"handler": "file://h.pkl"}}}) is None
+    True
+    """
+    handler = handler_config(task)
+    kwargs = handler.get("kwargs") if isinstance(handler, Mapping) else None
+    return kwargs if isinstance(kwargs, dict) else None
+
+
+def segment_param(key: str) -> str:
+    """The run parameter that holds segment ``key``, as a trained run logs its task.
+
+    >>> segment_param("train")
+    'dataset.kwargs.segments.train'
+    """
+    return ".".join((*SEGMENTS_PATH, key))
+
+
+def handler_param(name: str) -> str:
+    """The run parameter that holds the handler's keyword argument ``name``.
+
+    >>> handler_param("instruments")
+    'dataset.kwargs.handler.kwargs.instruments'
+    """
+    return ".".join((*HANDLER_PATH, "kwargs", name))
