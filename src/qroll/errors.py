@@ -3,17 +3,29 @@
 Catch :class:`QrollError` to handle them all. Each message repeats the values at fault and says
 what to do; the command line prints it as one line and exits with status 2.
 
+Every bad argument raises a :class:`ConfigError`. Where Python or an older qroll raised another
+class for it, the error derives from that class too (:class:`ConfigValueError` is a
+``ValueError``, :class:`PoolConfigError` a :class:`PoolError`, ...), so code catching the old
+class still catches it.
+
 ::
 
     QrollError
-    ├── ConfigError            a configuration value or file that qroll cannot use
+    ├── ConfigError            a configuration value, file or argument that qroll cannot use
     │   ├── ConfigFileError    a YAML file that is missing, unreadable or malformed
     │   ├── ClassNotFoundError a ``class``/``module_path`` pair that names nothing importable
-    │   └── NotSerializableError a task value with no stable JSON form (a model object, NaN, ...)
+    │   ├── NotSerializableError a task value with no stable JSON form (a model object, NaN, ...)
+    │   ├── ConfigValueError   an argument out of range (also a ``ValueError``)
+    │   ├── ConfigTypeError    an argument of the wrong kind, an unknown keyword (also a ``TypeError``)
+    │   ├── TaskConfigError    a task that is not a dict with ``model`` and ``dataset``, or whose
+    │   │                      records lack what they need (also a ``RecordError``)
+    │   └── PoolConfigError    a pool setting or call the pool refuses: ``lease_seconds``,
+    │                          ``max_attempts``, an empty ``remove()`` (also a ``PoolError``)
     ├── CalendarError          a date or index that falls outside the trading calendar
     │   └── OutOfCalendarError a segment shifted wholly past the end of the calendar
     ├── TaskGenError           a task template that cannot be rolled (step, rtype, segments)
     ├── RecordError            an MLflow experiment, run or artifact that cannot be used
+    │   ├── TaskConfigError    (drawn under ConfigError: a malformed task)
     │   ├── TrackingError      a tracking URI that is unreachable, invalid or refused
     │   │   └── StoreSchemaError a store whose MLflow schema is half-built, out of date or newer
     │   ├── ExperimentNotFoundError an experiment name that the store does not hold
@@ -22,6 +34,7 @@ what to do; the command line prints it as one line and exits with status 2.
     ├── CollectError           recorders whose results cannot be collected or grouped
     ├── TrainingError          tasks that failed to train (carries the failures and the other runs)
     ├── PoolError              the task pool cannot be used as asked
+    │   ├── PoolConfigError    (drawn under ConfigError: a bad pool setting or call)
     │   ├── PoolConnectionError a pool URL that is unreachable, malformed or of an unknown scheme
     │   ├── PoolSchemaError    a pool database written by a schema version this qroll cannot use
     │   ├── PoolQueryError     a pool query on an unknown field or with an unknown operator
@@ -65,6 +78,10 @@ __all__ = [
     "CollectError",
     "ConfigError",
     "ConfigFileError",
+    "ConfigTypeError",
+    "ConfigValueError",
+    "PoolConfigError",
+    "TaskConfigError",
     "DataError",
     "DataFormatError",
     "DataNotFoundError",
@@ -106,6 +123,14 @@ class ClassNotFoundError(ConfigError):
 
 class NotSerializableError(ConfigError):
     """The task holds a value that cannot be written as canonical JSON."""
+
+
+class ConfigValueError(ConfigError, ValueError):
+    """An argument is out of range; the message names it and the values it may take."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """An argument is of the wrong kind, or a keyword is unknown."""
 
 
 class CalendarError(QrollError):
@@ -182,6 +207,13 @@ class RecordError(QrollError):
     """The MLflow experiment, run or artifact cannot be used."""
 
 
+class TaskConfigError(ConfigError, RecordError):
+    """The task cannot be trained: it needs ``model`` and ``dataset``, and its records what they use.
+
+    Also a :class:`RecordError`, which malformed tasks raised before.
+    """
+
+
 class TrackingError(RecordError):
     """The MLflow tracking store cannot be reached: check the tracking URI."""
 
@@ -208,6 +240,13 @@ class RecordSkippedWarning(UserWarning):
 
 class PoolError(QrollError):
     """The task pool cannot be used as asked."""
+
+
+class PoolConfigError(ConfigError, PoolError):
+    """The pool setting or call is one the task pool refuses (e.g. ``lease_seconds`` <= 0).
+
+    Also a :class:`PoolError`, which these raised before.
+    """
 
 
 class PoolConnectionError(PoolError):

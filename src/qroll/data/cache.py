@@ -42,7 +42,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from qroll.errors import FeatureCacheWarning
+from qroll.errors import ConfigTypeError, FeatureCacheWarning
 from qroll.home import qroll_home
 
 __all__ = [
@@ -56,7 +56,7 @@ __all__ = [
     "wait_for_writes",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a rolling std/var over equal values is exactly 0
 """Bumped whenever the stored layout or the feature computation changes meaning."""
 
 MEMORY_ENTRIES = 3
@@ -295,7 +295,8 @@ def _stamp(folder: Path, key: str) -> tuple[int, int] | None:
 def _write_files(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
     index = frame.index
     if not isinstance(index, pd.MultiIndex):
-        raise TypeError("the feature frame must be indexed by (datetime, instrument)")
+        raise ConfigTypeError(f"the feature frame must be indexed by (datetime, instrument), not by "
+                              f"{type(index).__name__} {list(index.names)}; pass a handler's frame")
     columns = [[str(part) for part in col] for col in cast(Any, frame.columns)]
     # Column-major float32 after the two code arrays: reading is one file read, and each column
     # is then a contiguous slice, which is how pandas stores a block (no copy on the way in).

@@ -28,7 +28,6 @@ import os
 import secrets
 import socket
 import threading
-import time
 import traceback as tb_module
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,9 +35,10 @@ from typing import Any
 
 from qroll.clock import utcnow
 from qroll.config import canonical_json, task_hash
-from qroll.errors import LeaseLostError, PoolError, PoolTimeoutError
+from qroll.errors import LeaseLostError, PoolConfigError, PoolError, PoolTimeoutError
 from qroll.home import qroll_home
 from qroll.pool.backend import NewTask, PoolBackend, open_backend
+from qroll.pool.polling import Poll, check_seconds
 from qroll.pool.records import Task, TaskStatus
 
 __all__ = ["DEFAULT_CLOCK_TOLERANCE", "DEFAULT_LEASE_SECONDS", "DEFAULT_MAX_ATTEMPTS", "Heartbeat",
@@ -59,6 +59,10 @@ def default_url() -> str:
     return f"sqlite:///{(qroll_home() / 'pool.db').resolve()}"
 
 
+def _undone(stat: Mapping[str, int]) -> int:
+    return stat.get(TaskStatus.WAITING.value, 0) + stat.get(TaskStatus.RUNNING.value, 0)
+
+
 def _handle(task: Mapping[str, Any] | Task) -> tuple[int, str]:
     task_id: Any
     if isinstance(task, Task):
@@ -66,7 +70,7 @@ def _handle(task: Mapping[str, Any] | Task) -> tuple[int, str]:
     else:
         task_id, owner = task.get("_id"), task.get("lease_owner")
     if task_id is None:
-        raise PoolError(f"{task!r} is not a task fetched from the pool: it has no '_id'")
+        raise PoolConfigError(f"{task!r} is not a task fetched from the pool: it has no '_id'")
     return int(task_id), str(owner or "")
 
 
@@ -132,11 +136,11 @@ class TaskManager:
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  max_attempts: int = DEFAULT_MAX_ATTEMPTS, clock: Callable[[], dt.datetime] | None = None,
                  worker_id: str | None = None, clock_tolerance: float | None = None) -> None:
-        if lease_seconds <= 0 or max_attempts < 1:
-            raise PoolError(f"lease_seconds={lease_seconds} and max_attempts={max_attempts}: "
-                            "both must be positive")
+        if not (lease_seconds > 0 and max_attempts >= 1):  # NaN too
+            raise PoolConfigError(f"lease_seconds={lease_seconds} and max_attempts={max_attempts}: "
+                                  "both must be positive")
         if clock_tolerance is not None and not clock_tolerance >= 0:
-            raise PoolError(f"clock_tolerance={clock_tolerance} must be zero or more seconds")
+            raise PoolConfigError(f"clock_tolerance={clock_tolerance} must be zero or more seconds")
         self.task_pool = task_pool
         self.url = url or default_url()
         self.lease_seconds = float(lease_seconds)
@@ -440,8 +444,8 @@ class TaskManager:
     def remove(self, query: Query | None = None, all: bool = False) -> int:  # noqa: A002 - Qlib's name
         """Delete the tasks matching ``query``; an empty query needs ``all=True``. The count."""
         if not query and not all:
-            raise PoolError(f"remove() with an empty query would delete every task of pool "
-                            f"{self.task_pool!r}: pass a query, or all=True to mean it")
+            raise PoolConfigError(f"remove() with an empty query would delete every task of pool "
+                                  f"{self.task_pool!r}: pass a query, or all=True to mean it")
         return self.backend.delete(self.task_pool, query)
 
     def reset_status(self, query: Query | None, status: str) -> int:
@@ -496,23 +500,31 @@ class TaskManager:
         ------
         PoolTimeoutError
             ``timeout`` passed; the message has the counts by status.
+        ConfigValueError
+            ``timeout`` or ``poll`` is negative (or not a number).
         """
         query = {k: v for k, v in (query or {}).items() if k != "status"}
-        start = time.monotonic()
-        while True:
+        pacing = Poll(pause=check_seconds("poll", poll),
+                      timeout=check_seconds("timeout", timeout, optional=True), clip=True)
+        last: dict[str, int] = {}
+
+        def look() -> dict[str, int] | None:
             self.requeue_expired()
-            stat = self.task_stat(query)
-            undone = stat.get(self.STATUS_WAITING, 0) + stat.get(self.STATUS_RUNNING, 0)
-            if undone == 0:
-                return stat
-            if timeout is not None and time.monotonic() - start >= timeout:
-                counts = ", ".join(f"{k}={v}" for k, v in sorted(stat.items()))
-                raise PoolTimeoutError(
-                    f"waited {timeout:g} s for pool {self.task_pool!r}: {undone} tasks still waiting or "
-                    f"running ({counts}); start workers (qroll worker) or raise the timeout"
-                )
-            logger.info("waiting for %d undone tasks of pool %r", undone, self.task_pool)
-            time.sleep(poll if timeout is None else max(0.0, min(poll, timeout - (time.monotonic() - start))))
+            last.clear()
+            last.update(self.task_stat(query))
+            return dict(last) if _undone(last) == 0 else None
+
+        def between() -> None:
+            logger.info("waiting for %d undone tasks of pool %r", _undone(last), self.task_pool)
+
+        stat = pacing.until(look, between=between)
+        if stat is None:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(last.items()))
+            raise PoolTimeoutError(
+                f"waited {timeout:g} s for pool {self.task_pool!r}: {_undone(last)} tasks still waiting or "
+                f"running ({counts}); start workers (qroll worker) or raise the timeout"
+            )
+        return stat
 
     # Last, so that ``list`` in the annotations above is still the builtin.
     def list(self) -> builtins.list[str]:

@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from qroll.errors import LeaseLostError, NotSerializableError, PoolError, TaskDeferredError
+from qroll.errors import LeaseLostError, NotSerializableError, PoolConfigError, TaskDeferredError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, Heartbeat, TaskManager
 from qroll.pool.records import TaskStatus
 
@@ -111,7 +111,7 @@ def run_task(task_func: Callable[..., Any], task_pool: str, query: Mapping[str, 
 
     Raises
     ------
-    PoolError
+    PoolConfigError
         An unsupported transition (before the pool is opened).
     PoolConnectionError
         The pool stayed unreachable longer than its backend reconnects (PostgreSQL:
@@ -202,7 +202,7 @@ def _field(before_status: str, after_status: str) -> str:
     """What a task function receives for this transition; a clear error for others."""
     key = (TaskStatus(before_status).value, TaskStatus(after_status).value)
     if key not in TRANSITIONS:
-        raise PoolError(f"run_task cannot move tasks {before_status}→{after_status}: use one of "
+        raise PoolConfigError(f"run_task cannot move tasks {before_status}→{after_status}: use one of "
                         + ", ".join(f"{a}→{b}" for a, b in TRANSITIONS))
     return TRANSITIONS[key]
 

@@ -14,13 +14,13 @@ import importlib
 import logging
 import multiprocessing
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from qroll.errors import ConfigError, PoolError, QrollError, TaskDeferredError
+from qroll.errors import ConfigError, PoolConfigError, PoolError, QrollError, TaskDeferredError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, TaskManager
+from qroll.pool.polling import Poll, check_seconds
 from qroll.pool.records import TaskStatus
 from qroll.pool.run import Tally, run_with
 
@@ -103,21 +103,23 @@ def _loop(pool_url: str, pool_name: str, task_func: Callable[..., Any], query: M
           before_status: str, after_status: str, lease_seconds: float, stop_when_empty: bool,
           idle_poll: float, kwargs: Mapping[str, Any]) -> WorkSummary:
     tally = Tally()
+
+    def look(tm: TaskManager) -> bool | None:
+        # Runs tasks for as long as there are some; a pause follows only an idle look.
+        while run_with(tm, task_func, query, False, before_status, after_status, tally, kwargs):
+            pass
+        if _parent_gone():  # a child of a killed `qroll worker --concurrency N`: stop too
+            return True
+        tm.requeue_expired()
+        stat = tm.task_stat(query)
+        undone = stat.get(before_status, 0) + stat.get(TaskStatus.RUNNING.value, 0)
+        return True if stop_when_empty and undone == 0 else None
+
     # One manager (one connection) for the whole loop: a PostgreSQL pool that restarts is
     # reconnected to by its backend, whereas opening a new one then would fail at once.
     with TaskManager(pool_name, pool_url, lease_seconds=lease_seconds) as tm:
         try:
-            while True:
-                if run_with(tm, task_func, query, False, before_status, after_status, tally, kwargs):
-                    continue
-                if _parent_gone():  # a child of a killed `qroll worker --concurrency N`: stop too
-                    break
-                tm.requeue_expired()
-                stat = tm.task_stat(query)
-                undone = stat.get(before_status, 0) + stat.get(TaskStatus.RUNNING.value, 0)
-                if stop_when_empty and undone == 0:
-                    break
-                time.sleep(idle_poll)
+            Poll(pause=idle_poll).until(lambda: look(tm))
         except TaskDeferredError as exc:
             # The next task would meet the same missing service: stop, and let the caller say why.
             stopped = str(exc)
@@ -196,11 +198,15 @@ def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tr
         error of a process is raised once all have ended.
     PoolError
         A worker process ended without a report (killed, say).
+    ConfigError
+        ``concurrency`` below 1 (:class:`~qroll.errors.PoolConfigError`) or a negative
+        ``idle_poll`` (:class:`~qroll.errors.ConfigValueError`).
     """
     from qroll.train import pool_entry
 
     if concurrency < 1:
-        raise ConfigError(f"concurrency={concurrency} must be at least 1")
+        raise PoolConfigError(f"concurrency={concurrency} must be at least 1")
+    check_seconds("idle_poll", idle_poll)
     from_waiting = TaskStatus(before_status) is TaskStatus.WAITING
     if task_func is None:
         task_func = pool_entry.task_train_entry if from_waiting else pool_entry.end_task_train_entry

@@ -11,9 +11,7 @@ from qroll.record.store import (
     MAX_TAG_LEN,
     STATUSES,
     clip,
-    one_line,
     quiet,
-    scrub,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +50,7 @@ class Experiment:
     ) -> Recorder:
         """Start a RUNNING recorder (an MLflow run) named ``recorder_name`` (Qlib's default name if None)."""
         clean = {key: clip(value, MAX_TAG_LEN) for key, value in (tags or {}).items()}
-        with self.manager._store(f"starting a run in experiment {self.name!r}"):
+        with self.manager.store_call(f"starting a run in experiment {self.name!r}"):
             run = self.manager.client.create_run(
                 self.id, tags=clean, run_name=recorder_name or DEFAULT_REC_NAME
             )
@@ -66,7 +64,7 @@ class Experiment:
         except Exception as exc:  # MLflow's RESOURCE_DOES_NOT_EXIST and store errors
             raise RecordError(
                 f"experiment {self.name!r} has no recorder {recorder_id!r} "
-                f"({scrub(one_line(exc), self.manager.uri)}); list them with list_recorders()"
+                f"({self.manager.error_text(exc)}); list them with list_recorders()"
             ) from exc
         if run.info.experiment_id != self.id or run.info.lifecycle_stage != "active":
             raise RecordError(
@@ -77,7 +75,7 @@ class Experiment:
 
     def delete_recorder(self, recorder_id: str) -> None:
         """Delete (soft-delete, as MLflow does) the recorder with run id ``recorder_id``."""
-        with self.manager._store(f"deleting run {recorder_id!r}"):
+        with self.manager.store_call(f"deleting run {recorder_id!r}"):
             self.manager.client.delete_run(recorder_id)
 
     def list_recorders(
@@ -131,7 +129,7 @@ class Experiment:
         seen: set[str] = set()
         token: str | None = None
         while max_results is None or len(found) < max_results:
-            with self.manager._store(f"listing runs of experiment {self.name!r}"):
+            with self.manager.store_call(f"listing runs of experiment {self.name!r}"):
                 page = self.manager.client.search_runs(
                     [self.id], filter_string=" AND ".join(clauses), run_view_type=ViewType.ACTIVE_ONLY,
                     max_results=self.manager.page_size, order_by=["attributes.start_time DESC"],

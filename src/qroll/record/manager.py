@@ -99,18 +99,42 @@ class ExpManager:
         return f"ExpManager(uri={self.display_uri!r}, artifact_root={self.artifact_root!r})"
 
     @contextmanager
-    def _store(self, action: str, subject: str = "") -> Iterator[None]:
-        """MLflow's and its stores' errors, at the boundary: a RecordError naming ``action``
-        (and ``subject``, e.g. " for run abc") and the store, credentials masked."""
+    def store_call(self, action: str, subject: str = "") -> Iterator[None]:
+        """The boundary around calls to this store's MLflow client (``self.client``).
+
+        Inside it MLflow's logging is quiet, and any error that is not already a
+        :class:`~qroll.errors.QrollError` comes out as one :class:`~qroll.errors.RecordError`
+        line naming ``action``, ``subject`` and the store, credentials masked. Every call
+        :class:`Experiment` and :class:`~qroll.record.Recorder` make to the client goes through it.
+
+        Parameters
+        ----------
+        action : str
+            What was being done, e.g. ``"log_params"``.
+        subject : str, optional
+            Appended to ``action`` in the message, e.g. ``" for run abc123"``.
+
+        Raises
+        ------
+        RecordError
+            ``"{action} failed{subject} in {display_uri}: {why}"``, chained to MLflow's error.
+
+        Examples
+        --------
+        >>> # with manager.store_call("deleting run", f" {run_id}"):
+        >>> #     manager.client.delete_run(run_id)
+        """
         try:
             with quiet():
                 yield
         except QrollError:
             raise
         except Exception as exc:
-            raise RecordError(f"{action} failed{subject} in {self.display_uri}: {self._why(exc)}") from exc
+            why = self.error_text(exc)
+            raise RecordError(f"{action} failed{subject} in {self.display_uri}: {why}") from exc
 
-    def _why(self, exc: BaseException) -> str:
+    def error_text(self, exc: BaseException) -> str:
+        """``exc`` as one line, with this store's credentials scrubbed: safe to print."""
         return scrub(one_line(exc), self.uri)
 
     def _artifact_location(self, name: str) -> str | None:
@@ -129,7 +153,7 @@ class ExpManager:
         ExperimentNotFoundError
             With ``create=False`` when there is no such experiment.
         """
-        with self._store(f"looking up experiment {name!r}"):
+        with self.store_call(f"looking up experiment {name!r}"):
             exp = self.client.get_experiment_by_name(name)
         if exp is not None and exp.lifecycle_stage != "active":
             raise RecordError(
@@ -150,7 +174,7 @@ class ExpManager:
         except Exception as exc:  # MLflow's RESOURCE_ALREADY_EXISTS when another process won the race
             if error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                 raise RecordError(
-                    f"creating experiment {name!r} failed in {self.display_uri}: {self._why(exc)}"
+                    f"creating experiment {name!r} failed in {self.display_uri}: {self.error_text(exc)}"
                 ) from exc
             return self.get_exp(name, create=False)
         return Experiment(self, exp_id, name)
@@ -160,7 +184,7 @@ class ExpManager:
         out: list[Experiment] = []
         token: str | None = None
         while True:
-            with self._store("listing experiments"):
+            with self.store_call("listing experiments"):
                 page = self.client.search_experiments(max_results=self.page_size, page_token=token)
             out.extend(Experiment(self, e.experiment_id, e.name) for e in page)
             token = page.token
@@ -176,5 +200,5 @@ class ExpManager:
             If there is no such experiment.
         """
         exp = self.get_exp(name, create=False)
-        with self._store(f"deleting experiment {name!r}"):
+        with self.store_call(f"deleting experiment {name!r}"):
             self.client.delete_experiment(exp.id)

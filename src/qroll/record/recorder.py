@@ -129,7 +129,7 @@ class Recorder:
         return _restore_recorder, (self.manager.uri, self.manager.artifact_root, self.id)
 
     def _store(self, action: str) -> AbstractContextManager[None]:
-        return self.manager._store(action, subject=f" for run {self.id}")
+        return self.manager.store_call(action, subject=f" for run {self.id}")
 
     # -- logging --------------------------------------------------------------------------------
 
@@ -326,7 +326,7 @@ class Recorder:
                     "check the name, or that the record that writes it ran"
                 ) from exc
             raise RecordError(f"downloading artifact {name!r} of run {self.id} from "
-                              f"{self.manager.display_uri} failed: {self.manager._why(exc)}") from exc
+                              f"{self.manager.display_uri} failed: {self.manager.error_text(exc)}") from exc
         return local
 
     def _artifact_summary(self) -> str:
@@ -424,6 +424,6 @@ def _restore_recorder(uri: str, artifact_root: str | None, run_id: str) -> Recor
     manager = _SHARED.get((uri, artifact_root))
     if manager is None:
         manager = _SHARED[(uri, artifact_root)] = ExpManager(uri, artifact_root)
-    with manager._store("get_run"):
+    with manager.store_call("get_run"):
         run = manager.client.get_run(run_id)
     return Recorder(manager, run)

@@ -25,11 +25,13 @@ from typing import Any, TypeVar
 
 from qroll.config import task_hash
 from qroll.errors import ConfigError, RecordError, TaskDeferredError, TrackingError
+from qroll.pool.polling import Poll
 from qroll.pool.run import PoolLease, takes_keyword
 from qroll.record import ExpManager, Recorder
 from qroll.record.store import driver_uri, mask_credentials, probe_store
-from qroll.record.tags import TAG_ENDED_BY, TAG_HASH, TAG_POOL, TAG_POOL_ID, TAG_POOL_LEASE
+from qroll.record.tags import TAG_ENDED_BY, TAG_POOL, TAG_POOL_ID, TAG_POOL_LEASE
 from qroll.train.task import begin_task_train, end_task_train, task_train
+from qroll.train.trainer import PHASE_BEGIN, PHASE_END, TAG_PHASE, finished_runs
 
 __all__ = [
     "DEFAULT_STORE_WAIT_S",
@@ -46,10 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("qroll.train")
-
-# Tags a delay pool trainer's runs: "begin" after phase 1 (task recorded, nothing fitted), "end".
-TAG_PHASE = "qroll.delay_phase"
-PHASE_BEGIN, PHASE_END = "begin", "end"
 
 DEFAULT_STORE_WAIT_S = 60.0  # seconds a worker waits for a tracking store that went away
 STORE_WAIT_ENV = "QROLL_STORE_WAIT"  # overrides the default; inherited by spawned workers
@@ -102,11 +100,10 @@ def result_recorder(res: Any, exp_manager: ExpManager | None = None) -> Recorder
 
 def _finished_run(manager: ExpManager, experiment: str, task: Mapping[str, Any]) -> Recorder | None:
     # A worker killed after its run FINISHED but before its commit leaves that run behind; the
-    # retry reuses it (as TrainerR skips finished tasks) rather than training a second one.
-    # A delay trainer's phase-1 run is FINISHED too but holds no model: never reuse it.
-    found = manager.get_exp(experiment).list_recorders(status={Recorder.STATUS_FI},
-                                                       tags={TAG_HASH: task_hash(task)}, max_results=20)
-    return next((r for r in found if r.tags.get(TAG_PHASE) != PHASE_BEGIN), None)
+    # retry reuses it (as TrainerR skips finished tasks) rather than training a second one. The
+    # lookup is TrainerR's: a delay trainer's phase-1 run, FINISHED with no model, is never reused.
+    key = task_hash(task)
+    return finished_runs(manager, experiment, [key]).get(key)
 
 
 def lease_tags(lease: PoolLease) -> dict[str, str]:
@@ -145,11 +142,14 @@ def end_orphaned_runs(manager: ExpManager, experiment: str, lease: PoolLease) ->
     return ended
 
 
-def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None) -> dict[str, Any]:
-    # A custom train_func without a tags parameter still works; its runs just cannot be cleaned.
-    if lease is None or not takes_keyword(train_func, "tags"):
+def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None,
+                  phase: Mapping[str, str] | None = None) -> dict[str, Any]:
+    # A custom train_func without a tags parameter still works; its runs just cannot be cleaned
+    # (and its phase is tagged once it returns).
+    tags = {**(lease_tags(lease) if lease is not None else {}), **(phase or {})}
+    if not tags or not takes_keyword(train_func, "tags"):
         return {}
-    return {"tags": lease_tags(lease)}
+    return {"tags": tags}
 
 
 # -- a tracking store that goes away -------------------------------------------------------------
@@ -188,14 +188,15 @@ def _store_down(uri: str) -> TrackingError | None:
 
 def _wait_for_store(uri: str, deadline: float) -> TrackingError | None:
     """Look at the store with doubling pauses until it answers (None) or ``deadline`` passes."""
-    pause = _FIRST_PAUSE_S
-    while True:
-        down = _store_down(uri)
-        left = deadline - time.monotonic()
-        if down is None or left <= 0:
-            return down
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, _MAX_PAUSE_S)
+    last: list[TrackingError | None] = [None]
+
+    def look() -> bool | None:
+        last[0] = _store_down(uri)
+        return True if last[0] is None else None
+
+    Poll(pause=_FIRST_PAUSE_S, timeout=max(deadline - time.monotonic(), 0.0), backoff=2,
+         max_pause=_MAX_PAUSE_S, clip=True).until(look)
+    return last[0]
 
 
 def end_outage_runs(manager: ExpManager, experiment: str, lease: PoolLease) -> list[Recorder]:
@@ -337,9 +338,10 @@ def begin_task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking
     def attempt(manager: ExpManager) -> dict[str, str]:
         if pool_lease is not None:
             end_orphaned_runs(manager, experiment, pool_lease)
+        phase = {TAG_PHASE: PHASE_BEGIN}  # from the run's start where train_func takes tags
         rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
-                         **_train_kwargs(train_func, pool_lease))
-        rec.set_tags(**{TAG_PHASE: PHASE_BEGIN})
+                         **_train_kwargs(train_func, pool_lease, phase))
+        rec.set_tags(**phase)
         return recorder_result(rec, experiment)
 
     return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, store_wait=store_wait,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from qroll.errors import PoolTimeoutError, RecordError, TrainingError
+from qroll.errors import ConfigTypeError, ConfigValueError, PoolTimeoutError, RecordError, TrainingError
 from qroll.pool.manager import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, TaskManager, default_url
+from qroll.pool.polling import Poll, check_seconds
 from qroll.pool.records import TaskStatus
 from qroll.pool.run import PoolLease, run_task, takes_keyword
 from qroll.pool.worker import DEFAULT_IDLE_POLL, work
@@ -31,6 +33,10 @@ __all__ = ["DelayTrainerRM", "TrainerRM"]
 log = logging.getLogger("qroll.train")
 
 WAITING, RUNNING, PART_DONE, DONE, FAILED = (s.value for s in TaskStatus)
+
+
+def _left(stat: Mapping[str, int], undone: set[str]) -> int:
+    return sum(n for s, n in stat.items() if s in undone)
 
 
 class TrainerRM(Trainer):
@@ -68,6 +74,13 @@ class TrainerRM(Trainer):
     progress : callable, optional
         Called with a :class:`~qroll.train.TaskOutcome` as each task ends.
 
+    Raises
+    ------
+    ConfigValueError
+        ``n_workers`` below 0 or not whole, ``poll`` or ``timeout`` negative; a bad
+        ``lease_seconds`` or ``max_attempts`` raises :class:`~qroll.errors.PoolConfigError` at
+        the first :meth:`train`.
+
     Notes
     -----
     A task already ``done`` in the pool is reused without training (as in Qlib), unless its run
@@ -94,8 +107,15 @@ class TrainerRM(Trainer):
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         progress: TrainProgress | None = None,
     ) -> None:
-        if n_workers < 0:
-            raise ValueError(f"n_workers={n_workers} must be 0 or more")
+        try:
+            workers = operator.index(n_workers)
+        except TypeError:
+            workers = -1
+        if workers < 0:
+            raise ConfigValueError(f"n_workers={n_workers!r} must be a whole number >= 0 (0 starts no "
+                                   "local worker process)")
+        check_seconds("poll", poll)
+        check_seconds("timeout", timeout, optional=True)
         self.experiment_name = experiment_name
         self.task_pool = task_pool
         self.train_func = train_func
@@ -210,24 +230,26 @@ class TrainerRM(Trainer):
 
     def _wait(self, tm: TaskManager, tasks: list[Mapping[str, Any]], ids: list[int], reported: set[int],
               t0: float, undone: set[str], procs: list[BaseProcess], here: Callable[[], None] | None) -> None:
-        start = time.monotonic()
-        while True:
+        last: dict[str, int] = {}
+
+        def look() -> bool | None:
             tm.requeue_expired()
-            stat = self._report(tm, tasks, ids, reported, t0, undone)
-            left = sum(n for s, n in stat.items() if s in undone)
-            if left == 0:
-                return
-            if self.timeout is not None and time.monotonic() - start >= self.timeout:
-                counts = ", ".join(f"{k}={v}" for k, v in sorted(stat.items()))
-                raise PoolTimeoutError(
-                    f"waited {self.timeout:g} s for {left} tasks of pool {tm.task_pool!r} ({counts}); start "
-                    "workers (qroll worker --pool ... --pool-name ...) or raise the timeout"
-                )
+            last.clear()
+            last.update(self._report(tm, tasks, ids, reported, t0, undone))
+            return True if _left(last, undone) == 0 else None
+
+        def between() -> None:
             if here is not None and not any(p.is_alive() for p in procs):
                 # No local worker left (none started, or they died): this process takes what is
                 # waiting; a task running elsewhere is waited for (or requeued when its lease ends).
                 here()
-            time.sleep(self.poll)
+
+        if Poll(pause=self.poll, timeout=self.timeout).until(look, between=between) is None:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(last.items()))
+            raise PoolTimeoutError(
+                f"waited {self.timeout:g} s for {_left(last, undone)} tasks of pool {tm.task_pool!r} "
+                f"({counts}); start workers (qroll worker --pool ... --pool-name ...) or raise the timeout"
+            )
 
     def _report(self, tm: TaskManager, tasks: list[Mapping[str, Any]], ids: list[int], reported: set[int],
                 t0: float, undone: set[str]) -> dict[str, int]:
@@ -291,21 +313,15 @@ class TrainerRM(Trainer):
             ``timeout`` passed with tasks still waiting or running.
         """
         if kwargs:
-            raise TypeError(f"TrainerRM.train got unexpected arguments {sorted(kwargs)}")
-        task_list = [tasks] if isinstance(tasks, Mapping) else list(tasks)
+            raise ConfigTypeError(f"TrainerRM.train got unexpected arguments {sorted(kwargs)}: it takes "
+                                  "tasks, train_func and experiment_name")
+        task_list = self._task_list(tasks)
         if not task_list:
             return []
         name, pool, ids = self._submit(task_list, experiment_name)
         rows = self._run(task_list, name, pool, ids, WAITING, DONE, {WAITING, RUNNING},
                          pool_entry.task_train_entry, train_func or self.train_func, not self.skip_run_task)
         return self._collect(rows, ids, {DONE}, STATUS_BEGIN)
-
-    def end_train(self, models: Recorder | Sequence[Recorder], *args: Any, **kwargs: Any) -> list[Recorder]:
-        """Tag every run ``train_status=end_task_train``."""
-        recs = [models] if isinstance(models, Recorder) else list(models)
-        for rec in recs:
-            rec.set_tags(**{STATUS_KEY: STATUS_END})
-        return recs
 
     def has_worker(self) -> bool:
         """Pool trainers have workers."""
@@ -354,8 +370,9 @@ class DelayTrainerRM(TrainerRM):
         A task already ``done`` in the pool is returned as it is; ``end_train`` skips it.
         """
         if kwargs:
-            raise TypeError(f"DelayTrainerRM.train got unexpected arguments {sorted(kwargs)}")
-        task_list = [tasks] if isinstance(tasks, Mapping) else list(tasks)
+            raise ConfigTypeError(f"DelayTrainerRM.train got unexpected arguments {sorted(kwargs)}: it "
+                                  "takes tasks, train_func and experiment_name")
+        task_list = self._task_list(tasks)
         if not task_list:
             return []
         name, pool, ids = self._submit(task_list, experiment_name)
@@ -381,7 +398,7 @@ class DelayTrainerRM(TrainerRM):
         TrainingError
             A run without the ``qroll.pool_task_id`` tag, or tasks that ended ``failed``.
         """
-        recs = [models] if isinstance(models, Recorder) else list(models)
+        recs = self._recorder_list(models)
         if not recs:
             return []
         name, pool = self._names(experiment_name)

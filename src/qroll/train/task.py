@@ -15,7 +15,7 @@ from typing import Any
 
 from qroll.config import fill_placeholder, init_instance_by_config, resolve_class
 from qroll.data.dataset import DatasetH
-from qroll.errors import ConfigError, RecordError
+from qroll.errors import ConfigError, TaskConfigError
 from qroll.models.base import Model
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import run_name, task_tags
@@ -82,7 +82,7 @@ def _exe_task(rec: Recorder, task: Mapping[str, Any]) -> None:
 def _check(task: Any) -> None:
     if not isinstance(task, Mapping) or "model" not in task or "dataset" not in task:
         shown = repr(task)[:80]
-        raise RecordError(f"a task must be a dict with 'model' and 'dataset', got {shown}")
+        raise TaskConfigError(f"a task must be a dict with 'model' and 'dataset', got {shown}")
 
 
 def check_task(task: Mapping[str, Any]) -> None:
@@ -95,7 +95,7 @@ def check_task(task: Mapping[str, Any]) -> None:
 
     Raises
     ------
-    ConfigError, ClassNotFoundError, RecordError
+    ConfigError, ClassNotFoundError, TaskConfigError
         Naming the class or key at fault.
     """
     from qroll.record.portfolio import PortAnaRecord
@@ -122,7 +122,7 @@ def check_task(task: Mapping[str, Any]) -> None:
         if isinstance(record_cls, type) and issubclass(record_cls, SignalRecord):
             for key in ("model", "dataset"):
                 if key in kwargs and kwargs[key] is None:
-                    raise RecordError(
+                    raise TaskConfigError(
                         f"record {record_cls.__name__} needs a {key}, but its kwargs give {key}: null; "
                         f"remove it or write {key}: <{key.upper()}>"
                     )

@@ -4,6 +4,11 @@
 task ends its run FAILED and is reported; the others still train, and :class:`TrainingError` at
 the end lists the failures and carries every run that finished. Tasks whose hash already has a
 FINISHED run in the experiment are not trained again (``skip_finished``).
+
+:func:`finished_runs` is the one lookup of "the finished run for this task hash", for these
+trainers and for the pool's entry points (:mod:`qroll.train.pool_entry`). A delay trainer's
+first phase leaves a FINISHED run that holds the task and no model (tagged
+``qroll.delay_phase=begin``): only a delay trainer takes such a run up, to fit it.
 """
 
 from __future__ import annotations
@@ -12,21 +17,76 @@ import logging
 import multiprocessing
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from qroll.config import task_hash
 from qroll.errors import TrainingError
+from qroll.pool.run import takes_keyword
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import STATUS_BEGIN, STATUS_END, STATUS_KEY, TAG_HASH
 from qroll.train.task import begin_task_train, end_task_train, task_train
 
-__all__ = ["DelayTrainerR", "TaskOutcome", "Trainer", "TrainerR", "TrainProgress"]
+__all__ = [
+    "PHASE_BEGIN",
+    "PHASE_END",
+    "TAG_PHASE",
+    "DelayTrainerR",
+    "TaskOutcome",
+    "Trainer",
+    "TrainerR",
+    "TrainProgress",
+    "finished_runs",
+]
 
 log = logging.getLogger("qroll.train")
 DEFAULT_EXPERIMENT = "Experiment"
+
+#: Tags a delay trainer's runs, in process or through the pool: ``begin`` once the task is
+#: recorded (a FINISHED run with no model yet), ``end`` once it is fitted.
+TAG_PHASE = "qroll.delay_phase"
+PHASE_BEGIN, PHASE_END = "begin", "end"
+
+
+def finished_runs(manager: ExpManager, experiment: str, task_hashes: Iterable[str] | None = None, *,
+                  first_phase: bool = False) -> dict[str, Recorder]:
+    """The newest FINISHED run of each task hash in ``experiment``: tasks that need no training.
+
+    Parameters
+    ----------
+    manager : ExpManager
+        The tracking store.
+    experiment : str
+        The experiment (created when missing, as training would).
+    task_hashes : iterable of str, optional
+        The :func:`~qroll.config.task_hash` values to look up; ``None``: every hash the
+        experiment holds. A single hash is looked up with a tag filter in the store (a pool
+        worker's retry); more list the experiment's FINISHED runs once.
+    first_phase : bool, default False
+        Also take a delay trainer's first-phase runs (tagged ``qroll.delay_phase=begin``: the
+        task recorded, nothing fitted). Only a delay trainer, whose ``end_train`` fits them,
+        asks for them; anything else would return a run without a model as if trained.
+
+    Returns
+    -------
+    dict
+        Task hash -> its newest such run; hashes without one are absent.
+    """
+    wanted = None if task_hashes is None else set(task_hashes)
+    if wanted is not None and not wanted:
+        return {}
+    tags = {TAG_HASH: next(iter(wanted))} if wanted is not None and len(wanted) == 1 else None
+    done: dict[str, Recorder] = {}
+    # Newest first: the first usable run of a hash is the one kept.
+    for rec in manager.get_exp(experiment).list_recorders(status={Recorder.STATUS_FI}, tags=tags):
+        key = rec.tags.get(TAG_HASH)
+        if not key or key in done or (wanted is not None and key not in wanted):
+            continue
+        if first_phase or rec.tags.get(TAG_PHASE) != PHASE_BEGIN:
+            done[key] = rec
+    return done
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,7 +109,11 @@ class TrainProgress(Protocol):
 
 
 class Trainer:
-    """Base trainer: ``train`` then ``end_train``; calling the trainer does both."""
+    """Base trainer: ``train`` then ``end_train``; calling the trainer does both.
+
+    Subclasses implement :meth:`train`; :meth:`end_train` here tags the runs as ended (Qlib's
+    ``TrainerR`` and ``TrainerRM`` do the same), and delay trainers override it to fit them.
+    """
 
     delay = False
 
@@ -57,9 +121,26 @@ class Trainer:
         """Train ``tasks``; return their runs."""
         raise NotImplementedError(f"{type(self).__name__} must implement train()")
 
-    def end_train(self, models: Any, *args: Any, **kwargs: Any) -> Any:
-        """Finish the runs ``train`` returned (nothing to do unless delayed)."""
-        return models
+    def end_train(self, models: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        """Tag every run (:class:`Recorder`) ``train_status=end_task_train``; the runs as a list.
+
+        ``models`` is one run or a sequence of them; anything other than a run is passed through.
+        """
+        recs = self._recorder_list(models)
+        for rec in recs:
+            if isinstance(rec, Recorder):
+                rec.set_tags(**{STATUS_KEY: STATUS_END})
+        return recs
+
+    @staticmethod
+    def _task_list(tasks: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """One task (a dict) or a sequence of them, as a list."""
+        return [tasks] if isinstance(tasks, Mapping) else list(tasks)
+
+    @staticmethod
+    def _recorder_list(models: Any) -> list[Any]:
+        """One run or a sequence of them, as a list."""
+        return [models] if isinstance(models, Recorder) else list(models)
 
     def is_delay(self) -> bool:
         """Whether training is split into ``train`` (record) and ``end_train`` (fit)."""
@@ -144,15 +225,6 @@ class TrainerR(Trainer):
             self.exp_manager = ExpManager()
         return self.exp_manager
 
-    def _finished_by_hash(self, experiment_name: str) -> dict[str, Recorder]:
-        exp = self.manager.get_exp(experiment_name)
-        done: dict[str, Recorder] = {}
-        for rec in exp.list_recorders(status={Recorder.STATUS_FI}):  # newest first: keep the newest
-            key = rec.tags.get(TAG_HASH)
-            if key and key not in done:
-                done[key] = rec
-        return done
-
     def train(
         self,
         tasks: Mapping[str, Any] | Sequence[Mapping[str, Any]],
@@ -168,17 +240,19 @@ class TrainerR(Trainer):
             After all tasks ran (or at the first failure with ``stop_on_error``), if any failed; its
             ``recorders`` holds the runs in input order (``None`` for the failed ones).
         """
-        task_list = [tasks] if isinstance(tasks, Mapping) else list(tasks)
+        task_list = self._task_list(tasks)
         if not task_list:
             return []
         func = train_func or self.train_func
         name = experiment_name or self.experiment_name or DEFAULT_EXPERIMENT
-        done = self._finished_by_hash(name) if self.skip_finished else {}
+        hashes = [task_hash(task) for task in task_list] if self.skip_finished else []
+        # A delay trainer takes its own first-phase runs up again (its end_train fits them).
+        done = finished_runs(self.manager, name, hashes, first_phase=self.is_delay()) if hashes else {}
         recorders: list[Recorder | None] = []
         failures: list[tuple[int, str]] = []
         for i, task in enumerate(task_list):
             t0 = time.perf_counter()
-            known = done.get(task_hash(task)) if done else None
+            known = done.get(hashes[i]) if done else None
             if known is not None:
                 recorders.append(known)
                 self._report(i, task_list, "skipped", known, t0)
@@ -200,9 +274,18 @@ class TrainerR(Trainer):
             raise TrainingError(failures=failures, recorders=recorders, total=len(task_list))
         return [r for r in recorders if r is not None]
 
+    def _phase_tags(self) -> dict[str, str]:
+        # A delay trainer's runs say they are not fitted yet, so no lookup takes them for trained.
+        return {TAG_PHASE: PHASE_BEGIN} if self.is_delay() else {}
+
     def _train_one(
         self, func: Callable[..., Recorder], task: Mapping[str, Any], name: str, kwargs: dict[str, Any]
     ) -> Recorder:
+        phase = self._phase_tags()
+        if phase and takes_keyword(func, "tags"):
+            # Tagged from its start: a process killed before the run is tagged below leaves no
+            # untagged first-phase run behind.
+            kwargs = {**kwargs, "tags": {**(kwargs.get("tags") or {}), **phase}}
         if self.call_in_subproc:
             # One worker process per task, spawned: nothing of the parent leaks in, any platform.
             context = multiprocessing.get_context("spawn")
@@ -213,7 +296,7 @@ class TrainerR(Trainer):
             rec = self.manager.get_exp(name).get_recorder(rid)
         else:
             rec = func(task, name, recorder_name=self.default_rec_name, exp_manager=self.manager, **kwargs)
-        rec.set_tags(**{STATUS_KEY: STATUS_BEGIN})
+        rec.set_tags(**{STATUS_KEY: STATUS_BEGIN, **phase})
         return rec
 
     def _report(
@@ -230,19 +313,15 @@ class TrainerR(Trainer):
             self.progress(TaskOutcome(index=index, total=len(tasks), status=status, task=tasks[index],
                                       recorder=rec, seconds=seconds, error=error))
 
-    def end_train(self, models: Recorder | Sequence[Recorder], *args: Any, **kwargs: Any) -> list[Recorder]:
-        """Tag every run ``train_status=end_task_train``."""
-        recs = [models] if isinstance(models, Recorder) else list(models)
-        for rec in recs:
-            rec.set_tags(**{STATUS_KEY: STATUS_END})
-        return recs
-
 
 class DelayTrainerR(TrainerR):
     """``train`` only records each task (:func:`begin_task_train`); ``end_train`` fits them.
 
-    Runs already tagged ``end_task_train`` are skipped by ``end_train``; a run without the tag is
-    treated as not yet fitted (Qlib raises ``KeyError``).
+    ``train``'s runs are tagged ``qroll.delay_phase=begin`` (``end`` once fitted), so no other
+    trainer takes them for trained ones; with ``skip_finished`` a delay trainer takes up a task's
+    recorded run again instead of recording a second one. Runs already tagged ``end_task_train``
+    are skipped by ``end_train``; a run without the tag is treated as not yet fitted (Qlib raises
+    ``KeyError``).
     """
 
     delay = True
@@ -265,13 +344,13 @@ class DelayTrainerR(TrainerR):
         **kwargs: Any,
     ) -> list[Recorder]:
         """Fit every recorded task not yet fitted, in its own run; tag it ``end_task_train``."""
-        recs = [models] if isinstance(models, Recorder) else list(models)
+        recs = self._recorder_list(models)
         func = end_train_func or self.end_train_func
         name = experiment_name or self.experiment_name or DEFAULT_EXPERIMENT
         out = []
         for rec in recs:
             if rec.tags.get(STATUS_KEY) != STATUS_END:
                 rec = func(rec, name, exp_manager=self.manager, **kwargs)
-                rec.set_tags(**{STATUS_KEY: STATUS_END})
+                rec.set_tags(**{STATUS_KEY: STATUS_END, TAG_PHASE: PHASE_END})
             out.append(rec)
         return out
