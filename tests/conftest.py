@@ -82,3 +82,24 @@ def shared_dataset(name: str, marker: str) -> Path:
     if not (path / marker).exists():
         pytest.skip(f"shared data set {name!r} not found: expected {path / marker}")
     return path
+
+
+def stored_rows(source: Any, start: str, end: str) -> tuple[int, int]:
+    """Rows a handler over all of ``source``'s instruments has in ``start..end``, and how many of them
+    have a NaN label, for the usual label ``Ref($close, -2)/Ref($close, -1) - 1``.
+
+    Derived from the source's raw closes with pandas alone (no qroll expression, handler or cache):
+    one row per instrument and trading day of its listed spans; the label looks two stored days
+    ahead, past the end of the range where the data goes on, and is NaN at a span's last two days
+    or next to a missing close.
+    """
+    spans = source.instruments("all")
+    close = source.load(["close"], list(spans))["close"]
+    rows = nan_labels = 0
+    for inst, inst_spans in spans.items():
+        for first, last in inst_spans:
+            series = close.loc[first:last, inst]
+            label = (series.shift(-2) / series.shift(-1) - 1).loc[pd.Timestamp(start):pd.Timestamp(end)]
+            rows += len(label)
+            nan_labels += int(label.isna().sum())
+    return rows, nan_labels

@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from pg_server import free_port
+from requires import skip_or_fail
 
 __all__ = ["MlflowServer", "PG_URL", "fresh_database", "mlflow_server"]
 
@@ -135,10 +135,7 @@ def fresh_database(prefix: str, admin_url: str = PG_URL) -> Iterator[str]:
 
         admin = psycopg.connect(admin_url, connect_timeout=5, autocommit=True)
     except Exception as exc:  # ImportError or any connection failure
-        reason = f"PostgreSQL at {admin_url} is not usable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(f"PostgreSQL at {admin_url} is not usable: {exc}")
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     base, _, query = admin_url.partition("?")

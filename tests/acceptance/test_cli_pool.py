@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from requires import require_ray
 from test_cli_run import DATA
 
 from qroll.collect.merged import window_runs
@@ -119,7 +120,7 @@ def test_run_with_a_pool_and_two_workers_matches_trainer_r(tmp_path):
 
 
 def test_worker_on_ray_runs_the_pool(tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
+    require_ray()
     url, tracking = f"sqlite:///{tmp_path}/ray_pool.db", f"sqlite:///{tmp_path}/mlflow.db"
     ExpManager(tracking).get_exp("r")  # the store exists before the workers race for it
     with TaskManager("r", url) as tm:
@@ -140,14 +141,14 @@ def test_worker_on_ray_runs_the_pool(tmp_path):
 
 
 def test_worker_on_ray_with_a_bad_pool_url_exits_2_before_ray_starts(tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
+    require_ray()
     res = qroll_cli("worker", "--pool", "mongodb://h/db", "--pool-name", "p", "--ray", home=tmp_path / "home")
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "no supported scheme" in res.stderr and "Ray" not in res.stdout
 
 
 def test_worker_on_an_unreachable_ray_cluster_exits_2_fast(pool, tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
+    require_ray()
     res = qroll_cli("worker", "--pool", pool, "--pool-name", "p", "--ray-address", "127.0.0.1:9", "--until-empty",
                     home=tmp_path / "home")
     assert res.returncode == 2

@@ -33,6 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pg_server import free_port, pg_bin, private_postgres  # noqa: E402
+from requires import require_module, skip_or_fail  # noqa: E402
 
 from qroll import ExpManager, RecorderCollector, RollingGroup  # noqa: E402
 from qroll.collect.merged import merged_runs, window_runs  # noqa: E402
@@ -168,10 +169,10 @@ def pool_done(url: str) -> Counter[str]:
 def test_cluster_guide_under_faults(tmp_path):
     for tool in ("ray", "mlflow"):
         if not (BIN / tool).exists():
-            pytest.skip(f"{tool} is not installed in this environment ({BIN / tool}): pip install 'qroll[dev]'")
+            skip_or_fail(f"{tool} is not installed in this environment ({BIN / tool}): pip install 'qroll[dev]'")
     if pg_bin("initdb") is None:
         pytest.skip("initdb not found: the PostgreSQL server package is not installed")
-    pytest.importorskip("psutil", reason="the test finds Ray's processes with psutil (in qroll[dev])")
+    require_module("psutil", "the test finds Ray's processes with psutil (in qroll[dev])")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
 
     # The undisturbed reference: TrainerR in one process (qroll run without a pool), a home of its own.

@@ -30,7 +30,7 @@ from qroll.config import task_hash  # noqa: E402
 from qroll.pool import TaskManager  # noqa: E402
 from qroll.record import ExpManager, Recorder  # noqa: E402
 from qroll.record.creation import head_revision  # noqa: E402
-from qroll.record.tags import TAG_ENDED_BY, TAG_HASH  # noqa: E402
+from qroll.record.tags import TAG_ENDED_BY, TAG_HASH, TAG_POOL_ID, TAG_POOL_LEASE  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,8 @@ def assert_store_intact(db: Path) -> None:
     assert list(db.parent.glob(f"{db.name}.creating-*")) == []
 
 
-def assert_each_task_has_one_finished_run(store: ExpManager, rows: list[dict[str, Any]]) -> None:
+def assert_each_task_has_one_finished_run(store: ExpManager, rows: list[dict[str, Any]]) -> list[Recorder]:
+    """Check the runs of the pool's tasks; return the runs a task's next holder ended as KILLED."""
     exp = store.get_exp("faults", create=False)
     finished: Counter[str] = Counter(r.tags[TAG_HASH] for r in exp.list_recorders(status={Recorder.STATUS_FI}))
     referenced = [r["res"]["recorder_id"] for r in rows]
@@ -73,10 +74,16 @@ def assert_each_task_has_one_finished_run(store: ExpManager, rows: list[dict[str
         rec = exp.get_recorder(row["res"]["recorder_id"])
         assert rec.status == "FINISHED" and rec.params["n"] == str(row["def"]["n"])
         assert rec.tags[TAG_HASH] == task_hash(row["def"]) and finished[rec.tags[TAG_HASH]] == 1
-    # Runs of killed workers were ended by the tasks' next holders: none is left RUNNING.
+    # Runs of killed workers were ended by the tasks' next holders: none is left RUNNING, and every
+    # run is either a task's one FINISHED run or a KILLED one saying which lost lease it ran under.
     assert exp.list_recorders(status={Recorder.STATUS_R}) == []
     killed = exp.list_recorders(status={Recorder.STATUS_K})
-    assert all(TAG_ENDED_BY in r.tags for r in killed)
+    assert len(exp.list_recorders()) == len(rows) + len(killed)
+    retried = {str(r["_id"]) for r in rows if r["attempts"] > 0}
+    for rec in killed:
+        assert f"the run's pool lease {rec.tags[TAG_POOL_LEASE]} was lost" in rec.tags[TAG_ENDED_BY]
+        assert rec.tags[TAG_POOL_ID] in retried  # its task was run again, under another lease
+    return killed
 
 
 def test_four_workers_started_together_on_a_fresh_home(tmp_path):
@@ -93,7 +100,8 @@ def test_four_workers_started_together_on_a_fresh_home(tmp_path):
         assert tm.task_stat() == {"done": 12}
         rows = list(tm.query())
     assert_store_intact(home / "mlflow.db")
-    assert_each_task_has_one_finished_run(ExpManager(home=home), rows)
+    # No worker was killed, so no run may have been ended by another worker.
+    assert assert_each_task_has_one_finished_run(ExpManager(home=home), rows) == []
 
 
 def test_sigkilled_workers_lose_nothing(pool_url, tmp_path):
@@ -137,4 +145,5 @@ def test_sigkilled_workers_lose_nothing(pool_url, tmp_path):
     assert [r["_id"] for r in rows] == sorted(ids)
     assert any(r["attempts"] > 0 for r in rows)  # leases of killed workers expired and were re-run
     assert_store_intact(db)
-    assert_each_task_has_one_finished_run(ExpManager(tracking), rows)
+    killed = assert_each_task_has_one_finished_run(ExpManager(tracking), rows)
+    print(f"{len(killed)} runs ended as KILLED by the tasks' next holders")

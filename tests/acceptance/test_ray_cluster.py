@@ -14,10 +14,12 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from ray_cluster import RayCluster, RayNode, ray_cluster
 from ray_task_funcs import TAG_END, TAG_NODE, TAG_PROC, TAG_START
+from requires import require_ray, skip_or_fail
 
 from qroll.pool import TaskManager
 from qroll.record import ExpManager, Recorder
@@ -25,7 +27,7 @@ from qroll.record.tags import TAG_HASH
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the cluster helper reads /proc")]
-pytest.importorskip("ray", reason="Ray is not installed: pip install 'qroll[ray]' (CI installs it)")
+require_ray()
 
 HERE = Path(__file__).resolve().parent
 PYTHONPATH = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
@@ -185,11 +187,14 @@ def test_a_failed_task_makes_the_ray_workers_exit_1(tmp_path):
 def not_ray(request):
     """A listening TCP port where no Ray cluster is: PostgreSQL's, or a socket that never answers."""
     if request.param == "postgresql":
+        # The test server of the pool suite, which CI=true requires (pool_fixtures.pg_admin).
+        pg = urlsplit(os.environ.get("QROLL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+        address = f"{pg.hostname}:{pg.port or 5432}"
         try:
-            socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-        except OSError:
-            pytest.skip("no PostgreSQL on 127.0.0.1:5432 to stand for another service")
-        yield "127.0.0.1:5432"
+            socket.create_connection((pg.hostname, pg.port or 5432), timeout=2).close()
+        except OSError as exc:
+            skip_or_fail(f"no PostgreSQL on {address} to stand for another service: {exc}")
+        yield address
         return
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield f"127.0.0.1:{server.getsockname()[1]}"

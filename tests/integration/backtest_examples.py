@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pytest
+from qlib_venv import need_qlib
 
 from qroll.data.qlib_bin import QlibBinSource
 
@@ -53,8 +53,6 @@ def example_bench(src: QlibBinSource, market: str, start: str, end: str) -> pd.S
 
 # -- Qlib oracle plumbing ------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
-QLIB_PYTHON = Path(os.environ.get("QROLL_QLIB_PYTHON", ROOT / ".venv-qlib" / "bin" / "python"))
 
 # The head of every script run by Qlib's python: reads the payload, decodes its frames; the
 # script writes its answer as JSON to inp["out"] (stdout carries Qlib's own prints).
@@ -85,14 +83,6 @@ def encode_positions(positions):
     return {f"{d:%Y-%m-%d}": {k: (dict(v) if isinstance(v, dict) else v) for k, v in p.position.items()}
             for d, p in positions.items()}
 """
-
-
-def need_qlib() -> Path:
-    """Qlib's interpreter, or skip the test naming where it was looked for."""
-    if not QLIB_PYTHON.exists():
-        pytest.skip(f"Qlib's venv not found: expected {QLIB_PYTHON} (run `make .venv-qlib/.installed` "
-                    "or set QROLL_QLIB_PYTHON)")
-    return QLIB_PYTHON
 
 
 def run_qlib(script: str, payload: dict[str, Any], workdir: Path, timeout: float = 600) -> Any:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from requires import skip_or_fail
 
 from qroll.pool import TaskManager
 from qroll.pool.sqlite import sqlite_path
@@ -31,10 +32,7 @@ def pg_admin() -> Any:
 
         return psycopg.connect(PG_URL, connect_timeout=3, autocommit=True)
     except Exception as exc:  # ImportError or any connection failure
-        reason = f"PostgreSQL at {mask_credentials(PG_URL)} is not usable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail(f"PostgreSQL at {mask_credentials(PG_URL)} is not usable: {exc}")
 
 
 def with_schema(url: str, schema: str) -> str:

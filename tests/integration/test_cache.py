@@ -23,6 +23,7 @@ from qroll.data.cache import (
 from qroll.data.handler import Alpha158
 from qroll.data.source import open_source
 from qroll.errors import FeatureCacheWarning
+from tests.conftest import stored_rows
 
 URI = "synthetic://?instruments=6&start=2015-01-01&end=2015-12-31&seed=3"
 FEATURE = (["$close/Ref($close, 1) - 1", "Mean($volume, 5)"], ["RET1", "VMA5"])
@@ -95,7 +96,7 @@ def test_key_ignores_dates_but_not_data_features_or_universe(tmp_path, monkeypat
     src = CountingSource()
     for start, end in [("2015-02-01", "2015-06-30"), ("2015-04-01", "2015-12-31")]:
         h = Alpha158(instruments="all", start_time=start, end_time=end, source=src)
-        assert len(h.fetch()) > 0
+        assert len(h.fetch()) == stored_rows(src.inner, start, end)[0]
     assert src.loads == 1 and len(cache_info(tmp_path)) == 1
     key = feature_cache_key(src, "all", FEATURE, LABEL)
     assert key != feature_cache_key(src, ["SYN0001"], FEATURE, LABEL)
@@ -153,7 +154,9 @@ def test_a_crash_mid_write_leaves_no_valid_entry(tmp_path, crash_at):
     assert leftovers and not any(name.endswith(".json") for name in leftovers)
     src = CountingSource()
     frame = load_features(src, "all", FEATURE, LABEL, home=tmp_path)  # a plain miss: no warning
-    assert src.loads == 1 and len(frame) > 0 and len(cache_info(tmp_path)) == 1
+    assert src.loads == 1 and len(cache_info(tmp_path)) == 1
+    assert same(frame, load_features(open_source(URI), "all", FEATURE, LABEL, use_cache=False))
+    assert len(frame) == stored_rows(src.inner, "2015-01-01", "2015-12-31")[0]
 
 
 def test_cache_info_and_clear(tmp_path):
@@ -204,7 +207,7 @@ def test_a_failed_background_write_warns_and_the_frame_is_still_returned(tmp_pat
     monkeypatch.setattr(cache.os, "fsync", disk_full)
     src = CountingSource()
     frame = load_features(src, "all", FEATURE, LABEL, home=tmp_path, background=True)
-    assert len(frame) > 0
+    assert same(frame, load_features(open_source(URI), "all", FEATURE, LABEL, use_cache=False))
     with pytest.warns(FeatureCacheWarning, match="could not be written.*No space left"):
         cache.wait_for_writes()
     cache.wait_for_writes()  # reported once
@@ -213,8 +216,12 @@ def test_a_failed_background_write_warns_and_the_frame_is_still_returned(tmp_pat
 
 def test_handler_cache_write_is_complete_once_listed(tmp_path, monkeypatch):
     monkeypatch.setenv("QROLL_HOME", str(tmp_path))
-    h = Alpha158(instruments="all", start_time="2015-03-02", end_time="2015-06-30", source=CountingSource())
+    src = CountingSource()
+    h = Alpha158(instruments="all", start_time="2015-03-02", end_time="2015-06-30", source=src)
     learn = h.fetch(data_key="learn")
     entries = cache_info(tmp_path)  # waits for the handler's background write
-    assert len(entries) == 1 and entries[0].rows > len(learn) > 0
+    # The entry holds the whole source (its key ignores dates); learn is the range less NaN labels.
+    rows, nan_labels = stored_rows(src.inner, "2015-03-02", "2015-06-30")
+    assert len(entries) == 1 and entries[0].rows == stored_rows(src.inner, "2015-01-01", "2015-12-31")[0]
+    assert len(learn) == rows - nan_labels
     assert not any(p.name.endswith(".tmp") for p in cache_dir(tmp_path).iterdir())

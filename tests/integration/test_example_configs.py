@@ -26,7 +26,7 @@ def test_demo_config(tmp_path):
 
 
 def test_csi300_config(tmp_path, monkeypatch):
-    shared_dataset("cn_csi300", "calendars/day.txt")
+    data = shared_dataset("cn_csi300", "calendars/day.txt")
     monkeypatch.chdir(ROOT)
     tasks = RollingExperiment(cfg_with_tracking(RunConfig.from_file(EXAMPLES / "csi300_rolling.yaml"), tmp_path)).check()
     # 2019-2020 has 487 A-share trading days: ceil(487 / 63) = 8 windows for each of 2 models.
@@ -34,7 +34,16 @@ def test_csi300_config(tmp_path, monkeypatch):
     assert [t["model"]["class"] for t in tasks] == ["LGBModel"] * 8 + ["LinearModel"] * 8
     first = tasks[0]["dataset"]["kwargs"]["segments"]
     assert first["test"][0] == pd.Timestamp("2019-01-02")
-    assert first["valid"][1] < first["test"][0] - pd.Timedelta(days=2)  # auto gap of 3 trading days
+    # No leak: Alpha158's label Ref($close, -2)/Ref($close, -1) - 1 reads two trading days ahead,
+    # so trunc_days "auto" (horizon + 1, Qlib's rule) ends train and valid exactly 3 trading days
+    # before the test starts, counted on the data's own calendar file.
+    days = pd.DatetimeIndex((data / "calendars" / "day.txt").read_text().split())
+    test_at = days.get_loc(first["test"][0])
+    assert days.get_loc(first["valid"][1]) == test_at - 3
+    assert first["train"][1] <= first["valid"][0] and days.get_loc(first["train"][1]) < test_at - 3
+    for task in tasks:  # every window, both models: the gap never closes as the windows roll
+        segs = task["dataset"]["kwargs"]["segments"]
+        assert days.get_loc(segs["valid"][1]) == days.get_loc(segs["test"][0]) - 3
     # The merged signals are backtested against the index, with limits on the percent $change.
     backtest = RunConfig.from_file(EXAMPLES / "csi300_rolling.yaml").backtest
     assert backtest is not None and backtest["backtest"]["benchmark"] == "SH000300"

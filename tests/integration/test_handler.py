@@ -12,7 +12,7 @@ from qroll.data.handler import Alpha158, Alpha360, DataHandlerLP
 from qroll.data.processors import CSZScoreNorm, DropnaLabel, Fillna, ProcessInf, ZScoreNorm
 from qroll.data.source import open_source
 from qroll.errors import ClassNotFoundError, ConfigError, ProcessorError, SegmentError
-from tests.conftest import shared_dataset
+from tests.conftest import shared_dataset, stored_rows
 
 URI = "synthetic://?instruments=12&start=2014-01-01&end=2016-12-30&seed=7"
 SEGMENTS = {"train": ("2014-03-01", "2015-06-30"), "valid": ("2015-07-01", "2015-12-31"),
@@ -120,7 +120,8 @@ def test_process_type_append_versus_independent(source):
     independent = Alpha360(**kw, process_type="independent")
     raw = append.fetch(data_key="raw")
     nan_labels = int(raw["LABEL0"].isna().sum())
-    assert nan_labels > 0
+    assert (len(raw), nan_labels) == stored_rows(source, "2014-03-01", "2016-06-30")
+    assert nan_labels > 0  # else append and independent would not differ below
     # append: Fillna already set the NaN labels to 0, so DropnaLabel keeps every row (Qlib §5.2)
     assert len(append.fetch(data_key="learn")) == len(raw)
     learn_i = independent.fetch(data_key="learn", col_set="__raw")
@@ -136,7 +137,9 @@ def test_dataset_from_config_prepare_list_and_data_keys(source):
     assert train.index.get_level_values(0).max() <= pd.Timestamp("2015-06-30") < valid.index.get_level_values(0).min()
     raw_label = ds.prepare("test", col_set="label", data_key="raw")
     assert raw_label.columns.tolist() == ["LABEL0"] and abs(raw_label["LABEL0"].mean()) < 0.05
-    assert ds.prepare(slice("2016-01-04", "2016-01-04")).shape[0] > 0
+    one_day = ds.prepare(slice("2016-01-04", "2016-01-04"))
+    assert len(one_day) == stored_rows(source, "2016-01-04", "2016-01-04")[0] == 9  # 3 of 12 have left
+    assert set(one_day.index.get_level_values("datetime")) == {pd.Timestamp("2016-01-04")}
     with pytest.raises(ConfigError, match=r"\['tests'\].*'train', 'valid', 'test'"):
         ds.prepare("tests")
 
@@ -170,10 +173,14 @@ def test_qlib_module_paths_and_instances_are_accepted(source):
     assert shared.fit_start_time is None and shared.cols is None  # the caller's instance is untouched
 
 
-def test_source_defaults_to_qroll_data(monkeypatch):
+def test_source_defaults_to_qroll_data(monkeypatch, source):
     monkeypatch.setenv("QROLL_DATA", URI)
     h = Alpha158(instruments="all", start_time="2016-01-01", end_time="2016-03-31")
-    assert h.source.uri == URI and len(h.fetch()) > 0
+    assert h.source.uri == URI
+    explicit = Alpha158(instruments="all", start_time="2016-01-01", end_time="2016-03-31", source=source)
+    got = h.fetch()
+    assert len(got) == stored_rows(source, "2016-01-01", "2016-03-31")[0]
+    assert got.equals(explicit.fetch())
 
 
 def test_dataframe_data_loader(source):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pool_fixtures import clock, execute_sql, make_task, make_tm, pool_url  # noqa: F401
+from requires import require_module
 
 from qroll.errors import (
     LeaseLostError,
@@ -232,10 +233,17 @@ def test_expired_leases_requeue_then_fail_with_error_kept(make_tm, make_task, cl
     tm = make_tm(lease_seconds=10, max_attempts=2)
     [tid] = tm.create_task([make_task()])
     task = tm.fetch_task()
-    tm.record_failure(task, ValueError("bad input"))
+    try:
+        raise ValueError("bad input")
+    except ValueError as exc:
+        tm.record_failure(task, exc)
     row = tm.re_query(tid)
     assert (row["status"], row["attempts"], row["last_error"]) == ("waiting", 1, "ValueError: bad input")
-    assert "ValueError" in row["last_traceback"] or row["last_traceback"] is not None
+    # The whole traceback, from its header down to the raise in this test, not just the message.
+    trace = row["last_traceback"]
+    assert trace.startswith("Traceback (most recent call last):\n"), trace
+    assert 'in test_expired_leases_requeue_then_fail_with_error_kept\n    raise ValueError("bad input")' in trace
+    assert trace.endswith("ValueError: bad input\n"), trace
     tm.fetch_task()
     clock.advance(5)
     assert tm.requeue_expired() == 0
@@ -371,7 +379,7 @@ def test_unknown_scheme_lists_supported_ones():
 
 
 def test_unreachable_postgresql_is_one_clear_line_without_password():
-    pytest.importorskip("psycopg")
+    require_module("psycopg", "psycopg is not installed: pip install 'qroll[postgres]' (CI installs it)")
     with pytest.raises(PoolConnectionError) as info:
         TaskManager("p", "postgresql://bob:s3cret@127.0.0.1:1/nowhere")
     message = str(info.value)

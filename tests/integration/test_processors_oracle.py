@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from qlib_venv import need_qlib
 
 from qroll.data import processors as P
 
-ROOT = Path(__file__).resolve().parents[2]
-QLIB_PYTHON = ROOT / ".venv-qlib" / "bin" / "python"
 SCRIPT = Path(__file__).with_name("qlib_processor_oracle.py")
 FIT = {"fit_start_time": "2015-01-01", "fit_end_time": "2015-03-31"}
 
@@ -65,13 +64,12 @@ def make_frame(inf: float, seed: int = 0) -> pd.DataFrame:
 @pytest.mark.oracle
 @pytest.mark.parametrize("inf", [0.0, 0.002], ids=["finite", "with_inf"])
 def test_processors_match_qlib_bit_for_bit(tmp_path, inf):
-    if not QLIB_PYTHON.exists():
-        pytest.skip(f"Qlib's venv not found: expected {QLIB_PYTHON}")
+    qlib_python = need_qlib()
     frame = make_frame(inf)
     cases = [{"name": f"{i}-{c}", "class": c, "kwargs": k} for i, (c, k) in enumerate(CASES)]
     (tmp_path / "in.pkl").write_bytes(pickle.dumps(frame))
     (tmp_path / "cases.json").write_text(json.dumps(cases))
-    subprocess.run([str(QLIB_PYTHON), str(SCRIPT), str(tmp_path / "in.pkl"), str(tmp_path / "out.pkl"),
+    subprocess.run([str(qlib_python), str(SCRIPT), str(tmp_path / "in.pkl"), str(tmp_path / "out.pkl"),
                     str(tmp_path / "cases.json")], check=True, timeout=300, stdin=subprocess.DEVNULL)
     expected = pickle.loads((tmp_path / "out.pkl").read_bytes())
     different = []

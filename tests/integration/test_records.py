@@ -106,8 +106,16 @@ def test_skip_existing_returns_the_stored_metrics(exp: Experiment, dataset: Data
         SignalRecord(Peeking(), dataset, recorder=rec).generate()
         first = SigAnaRecord(rec).generate()
         SigAnaRecord(rec).check(include_self=True)
+        stored_ic = rec.load_object("sig_analysis/ic.pkl")
+        # New predictions (the old ones negated) under the same run: a record that recomputed would
+        # report the opposite IC, so equal metrics prove the analysis was skipped.
+        rec.save_objects(**{"pred.pkl": -rec.load_object("pred.pkl")})
         again = SigAnaRecord(rec, skip_existing=True).generate()
+        pd.testing.assert_series_equal(rec.load_object("sig_analysis/ic.pkl"), stored_ic)
+        redone = SigAnaRecord(rec).generate()  # the control: without skip_existing it does recompute
     assert again == pytest.approx(first)
+    assert first["IC"] > 0.1 and first["Rank IC"] > 0.1  # Peeking's strong signal, so the sign shows
+    assert (redone["IC"], redone["Rank IC"]) == pytest.approx((-first["IC"], -first["Rank IC"]))
 
 
 def test_missing_model_or_dataset_says_what_to_pass(exp: Experiment, dataset: DatasetH) -> None:

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from qlib_venv import need_qlib
 
 from qroll import indicator_analysis, risk_analysis
-
-ROOT = Path(__file__).resolve().parents[2]
-QLIB_PYTHON = Path(os.environ.get("QROLL_QLIB_PYTHON", ROOT / ".venv-qlib" / "bin" / "python"))
 
 # Executed by Qlib's python: reads the cases on stdin, writes Qlib's answers on stdout.
 ORACLE = """
@@ -78,10 +74,8 @@ def close(got: float, want: float) -> bool:
 
 @pytest.mark.oracle
 def test_risk_and_indicator_analysis_match_qlib():
-    if not QLIB_PYTHON.exists():
-        pytest.skip(f"Qlib's venv not found: expected {QLIB_PYTHON} (or set QROLL_QLIB_PYTHON)")
     cases = make_cases()
-    proc = subprocess.run([str(QLIB_PYTHON), "-c", ORACLE], input=json.dumps(cases), capture_output=True,
+    proc = subprocess.run([str(need_qlib()), "-c", ORACLE], input=json.dumps(cases), capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = json.loads(proc.stdout)

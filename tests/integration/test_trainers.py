@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pandas as pd
 import pytest
 
 from qroll import DelayTrainerR, ExpManager, RollingGen, TrainerR, TrainingError, task_generator, task_train
@@ -83,5 +84,16 @@ def test_delay_trainer_records_first_and_fits_in_end_train(store, tasks):
         rec.refresh()
         assert rec.status == "FINISHED" and rec.tags[STATUS_KEY] == STATUS_END
         assert "pred.pkl" in rec.list_artifacts()
-    again = trainer.end_train(done)  # already ended: nothing is fitted twice
-    assert [len(r.list_artifacts()) for r in again] == [len(r.list_artifacts()) for r in done]
+    # Already ended: nothing is fitted twice. A second fit would overwrite the stored predictions
+    # and model, so stand-ins put there now must come back untouched.
+    marker = pd.DataFrame({"stand_in": [1.0, 2.0]})
+    for rec in done:
+        rec.save_objects(**{"pred.pkl": marker, "params.pkl": "stand-in model"})
+    before = [sorted(r.list_artifacts()) for r in done]
+    again = trainer.end_train(done)
+    assert [r.id for r in again] == [r.id for r in done]
+    for rec, artifacts in zip(again, before, strict=True):
+        rec.refresh()
+        assert rec.status == "FINISHED" and rec.tags[STATUS_KEY] == STATUS_END
+        assert sorted(rec.list_artifacts()) == artifacts
+        assert rec.load_object("pred.pkl").equals(marker) and rec.load_object("params.pkl") == "stand-in model"

@@ -80,6 +80,33 @@ def test_hash_is_sha256_of_canonical_json() -> None:
     assert '"train":["2008-01-01","2014-12-31"]' in text and " " not in text
 
 
+# One task's identity, written down once and never to change: pools deduplicate on it and runs are
+# tagged with it, so a different hash for the same task would orphan every pool and run made before.
+# The text is the canonical form spelled out by hand (sorted keys, no spaces, ISO days, JSON
+# literals); the digest is `printf '%s' "$PINNED_TEXT" | sha256sum` from coreutils.
+PINNED_TEXT = (
+    '{"dataset":{"class":"DatasetH","kwargs":{"handler":{"class":"Alpha158","kwargs":'
+    '{"fit_start_time":"<dataset.kwargs.segments.train.0>","instruments":"csi300"}},'
+    '"segments":{"test":["2017-01-03",null],"train":["2008-01-01","2014-12-31"]}}},'
+    '"extra":{"date":"2020-02-28","day":"2017-01-03","flag":true,"name":"沪深300","none":null,"ratio":0.1},'
+    '"model":{"class":"LGBModel","kwargs":{"colsample_bytree":0.8879,"loss":"mse","num_leaves":210},'
+    '"module_path":"qlib.contrib.model.gbdt"},'
+    '"record":["SignalRecord",{"class":"SigAnaRecord","kwargs":{"model":"<MODEL>"}}]}'
+)
+PINNED_HASH = "32a1df8ddc7795dabff36885287a8eb51bc3d422a17ac419f83c69f99779972f"
+
+
+def pinned_task() -> dict[str, Any]:
+    return make_task(extra={"day": pd.Timestamp("2017-01-03"), "date": dt.date(2020, 2, 28), "ratio": 0.1,
+                            "flag": True, "name": "沪深300", "none": None})
+
+
+def test_a_fixed_task_keeps_its_hash_for_ever() -> None:
+    assert canonical_json(pinned_task()) == PINNED_TEXT
+    assert task_hash(pinned_task()) == PINNED_HASH
+    assert task_hash(reordered_task() | {"extra": pinned_task()["extra"]}) == PINNED_HASH
+
+
 def test_same_hash_in_a_fresh_process() -> None:
     code = REORDERED + "from qroll.config import task_hash\nprint(task_hash(task))\n"
     # Another seed gives strings another hash(): the task's hash must not depend on it.
