@@ -28,3 +28,25 @@ def test_every_error_descends_from_qroll_error_and_is_drawn_in_the_tree():
 
 def test_error_default_message_is_its_docstring():
     assert str(errors.TaskGenError()) == "The task template cannot be rolled."
+
+
+def test_the_class_tables_the_sub_packages_and_the_public_api_agree():
+    """A built-in class a config can name is exported by its sub-package and by qroll itself, and
+    every Qlib class qroll re-implements maps to one of them (one place to add a class: its
+    module, its sub-package's __all__, QROLL_CLASSES; this test names whatever is missing)."""
+    import importlib
+
+    from qroll.config.instance import QLIB_EQUIVALENTS, QROLL_CLASSES
+
+    missing = []
+    for name, target in QROLL_CLASSES.items():
+        module, _, cls = target.partition(":")
+        assert cls == name, f"QROLL_CLASSES[{name!r}] points at {cls!r}"
+        package = importlib.import_module(".".join(module.split(".")[:2]))
+        if package.__name__ != "qroll" and cls not in getattr(package, "__all__", ()):
+            missing.append(f"{cls} not in {package.__name__}.__all__")
+        if cls not in qroll.__all__:
+            missing.append(f"{cls} not in qroll.__all__")
+    assert not missing, missing
+    strays = sorted(set(QLIB_EQUIVALENTS.values()) - set(QROLL_CLASSES.values()))
+    assert not strays, f"Qlib classes mapped to qroll classes QROLL_CLASSES does not name: {strays}"
