@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from qroll.analysis.signal import calc_ic
-from qroll.collect.collector import RecorderCollector, rolling_key
-from qroll.collect.group import RollingGroup
+from qroll.analysis.signal import calc_ic, ic_summary
 from qroll.collect.merged import (
     MergedEvaluation,
     check_backtest,
     evaluate_merged,
+    merge_windows,
     merged_runs,
     window_runs,
     windows_digest,
@@ -105,11 +104,6 @@ def _metric(rec: Recorder, name: str) -> float:
     return float(value) if value is not None else math.nan
 
 
-def _ratio(series: pd.Series) -> float:
-    std = series.std()
-    return float(series.mean() / std) if std and not math.isnan(std) else math.nan
-
-
 def experiment_report(exp: Experiment) -> ExperimentReport:
     """Per-window IC / Rank IC from the runs' metrics, and each model's merged signal.
 
@@ -180,19 +174,11 @@ def _stored_signal(model: str, rec: Recorder) -> MergedSignal:
 def _merge_here(recs: list[Recorder]) -> list[MergedSignal]:
     if not recs:
         return []
-    collected = RecorderCollector(
-        lambda: recs,
-        process_list=[RollingGroup()],
-        rec_key_func=rolling_key,
-        artifacts_path={"pred": "pred.pkl", "label": "label.pkl"},
-    )()
     merged = []
-    for key, pred in sorted(collected.get("pred", {}).items()):
-        label = collected.get("label", {}).get(key)
-        model = key[0] if isinstance(key, tuple) and key else str(key)
+    for model, (pred, label) in merge_windows(recs).items():
         if label is None or pred.empty:
             continue
-        ic, ric = calc_ic(pred.iloc[:, 0], label.reindex(pred.index).iloc[:, 0])
+        summary = ic_summary(*calc_ic(pred.iloc[:, 0], label.reindex(pred.index).iloc[:, 0]))
         dates = pred.index.get_level_values("datetime")
         merged.append(
             MergedSignal(
@@ -200,10 +186,10 @@ def _merge_here(recs: list[Recorder]) -> list[MergedSignal]:
                 days=int(dates.nunique()),
                 first_day=dates.min(),
                 last_day=dates.max(),
-                ic=float(ic.mean()),
-                icir=_ratio(ic),
-                rank_ic=float(ric.mean()),
-                rank_icir=_ratio(ric),
+                ic=summary["IC"],
+                icir=summary["ICIR"],
+                rank_ic=summary["Rank IC"],
+                rank_icir=summary["Rank ICIR"],
             )
         )
     return merged

@@ -59,6 +59,7 @@ __all__ = [
     "backtest_config",
     "check_backtest",
     "evaluate_merged",
+    "merge_windows",
     "merged_runs",
     "stored_config",
     "window_runs",
@@ -353,18 +354,40 @@ def _open_source(source: str | Source | None, window: Recorder) -> Source:
     return open_source(uri)
 
 
-def _evaluate_model(exp: Experiment, model: str, recs: list[Recorder], config: Mapping[str, Any] | None,
-                    source: Source, digest: str) -> Recorder:
+def merge_windows(recs: Iterable[Recorder]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """Each model's window predictions and labels merged in window order (:class:`RollingGroup`).
+
+    Parameters
+    ----------
+    recs : iterable of Recorder
+        Window runs tagged by qroll (model and test segment).
+
+    Returns
+    -------
+    dict of str to (pred, label)
+        Model class → merged ``pred.pkl`` and merged ``label.pkl`` (None where no run has labels).
+
+    Raises
+    ------
+    CollectError
+        If a run lacks qroll's model / test-segment tags.
+    """
+    listed = list(recs)
     collected = RecorderCollector(
-        lambda: recs, process_list=[RollingGroup()], rec_key_func=rolling_key,
+        lambda: listed, process_list=[RollingGroup()], rec_key_func=rolling_key,
         artifacts_path={"pred": "pred.pkl", "label": "label.pkl"},
     )()
-    pred = next(iter(collected.get("pred", {}).values()), None)
+    labels = collected.get("label", {})
+    return {key[0]: (pred, labels.get(key)) for key, pred in sorted(collected.get("pred", {}).items())}
+
+
+def _evaluate_model(exp: Experiment, model: str, recs: list[Recorder], config: Mapping[str, Any] | None,
+                    source: Source, digest: str) -> Recorder:
+    pred, label = merge_windows(recs).get(model, (None, None))
     if pred is None or pred.empty:
         raise CollectError(f"the {len(recs)} window run(s) of {model} in {exp.name!r} hold no predictions: "
                            "were they trained with SignalRecord?")
-    label = next(iter(collected.get("label", {}).values()), None)
-    dates = pred.index.get_level_values("datetime")
+    dates = pd.DatetimeIndex(pred.index.get_level_values("datetime"))
     span = (dates.min(), dates.max())
     market = _param(recs[0], shape.handler_param("instruments")) or "all"
     tags = {TAG_KIND: KIND_MERGED, TAG_MODEL: model, TAG_MERGED_START: f"{span[0]:%Y-%m-%d}",

@@ -25,10 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from qroll.analysis.signal import calc_ic
+from qroll.analysis.signal import calc_ic, ic_summary
 from qroll.clock import utcnow
-from qroll.collect.collector import RecorderCollector, rolling_key
-from qroll.collect.group import RollingGroup
+from qroll.collect.merged import merge_windows
 from qroll.errors import CollectError, LoadObjectError, QrollError
 from qroll.record import Experiment, Recorder, mask_credentials
 from qroll.record.tags import (
@@ -305,11 +304,6 @@ def _days(pl: pd.DataFrame | None, ic: pd.Series | None) -> tuple[int, str, str]
     return int(index.nunique()), f"{index.min():%Y-%m-%d}", f"{index.max():%Y-%m-%d}"
 
 
-def _ratio(series: pd.Series) -> float:
-    std = series.std()
-    return float(series.mean() / std) if std and not math.isnan(std) else math.nan
-
-
 def _from_merged(rec: Recorder, loaded: Mapping[str, Any]) -> tuple[ModelSummary, ModelSeries]:
     model = rec.tags.get(TAG_MODEL, "?")
     pl = _pred_label(loaded.get(PRED), loaded.get(LABEL))
@@ -337,25 +331,19 @@ def _from_merged(rec: Recorder, loaded: Mapping[str, Any]) -> tuple[ModelSummary
 
 def _from_windows(model: str, recs: Sequence[Recorder]) -> tuple[ModelSummary, ModelSeries]:
     try:
-        collected = RecorderCollector(
-            lambda: recs, process_list=[RollingGroup()], rec_key_func=rolling_key,
-            artifacts_path={"pred": PRED, "label": LABEL},
-        )()
+        pred, label = merge_windows(recs).get(model, (None, None))
     except CollectError:  # runs without qroll's tags cannot be put in window order: no signal
-        collected = {}
-    pred = collected.get("pred", {}).get((model,))
-    label = collected.get("label", {}).get((model,))
+        pred = label = None
     pl = _pred_label(pred, label)
     ic = ric = None
+    figures = dict.fromkeys(("IC", "ICIR", "Rank IC", "Rank ICIR"), math.nan)
     if pl is not None:
         ic, ric = calc_ic(pl["score"], pl["label"])
+        figures = ic_summary(ic, ric)
     days, start, end = _days(pl, ic)
-    nan = math.nan
     summary = ModelSummary(
-        model=model, run_id="", start=start, end=end, days=days,
-        ic=float(ic.mean()) if ic is not None else nan, icir=_ratio(ic) if ic is not None else nan,
-        rank_ic=float(ric.mean()) if ric is not None else nan,
-        rank_icir=_ratio(ric) if ric is not None else nan,
+        model=model, run_id="", start=start, end=end, days=days, ic=figures["IC"], icir=figures["ICIR"],
+        rank_ic=figures["Rank IC"], rank_icir=figures["Rank ICIR"],
     )
     return summary, ModelSeries(model=model, report=None, ic=ic, rank_ic=ric, pred_label=pl)
 
