@@ -234,12 +234,13 @@ def cmd_store_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from qroll.pool.worker import import_function, work
+    from qroll.pool.worker import import_function
     from qroll.train.pool_entry import STORE_WAIT_ENV, manager_for, store_wait_seconds
+    from qroll.train.workers import run_workers
 
     train_func = import_function(args.train_func) if args.train_func else None
     if args.ray_address:
-        from qroll.pool.ray_workers import check_address
+        from qroll.train.ray_workers import check_address
 
         check_address(args.ray_address)  # not a Ray cluster: fail before the store or pool is opened
     if args.store_wait is not None:
@@ -252,7 +253,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
               "artifact_root": args.artifact_root}
     if args.ray or args.ray_address:
         from qroll.pool.admin import open_pool
-        from qroll.pool.ray_workers import work_on_ray
+        from qroll.train.ray_workers import work_on_ray
 
         total = work_on_ray(args.ray_address, args.concurrency, num_cpus=args.ray_cpus, pool_url=args.pool,
                             pool_name=args.pool_name, **kwargs)
@@ -262,7 +263,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if total is None:  # a work() that reports nothing
             return 0
         return _worker_outcome(total, args.pool_name, "the Ray workers had ")
-    return _worker_outcome(work(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs),
+    return _worker_outcome(run_workers(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs),
                            args.pool_name)
 
 

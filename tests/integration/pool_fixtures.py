@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from requires import skip_or_fail
 
+from qroll.messages import mask_credentials
 from qroll.pool import TaskManager
 from qroll.pool.sqlite import sqlite_path
-from qroll.record.store import mask_credentials
 
 PG_URL = os.environ.get("QROLL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from qroll.errors import ExperimentNotFoundError, LoadObjectError, RecordError, TrackingError
-from qroll.record import Experiment, ExpManager, Recorder, mask_credentials
-from qroll.record.store import scrub
+from qroll.messages import mask_credentials, scrub
+from qroll.record import Experiment, ExpManager, Recorder
 
 
 @pytest.fixture(scope="module")

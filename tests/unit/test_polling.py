@@ -135,9 +135,9 @@ def test_task_manager_wait_times_out_on_the_shared_loop(tmp_path):
 def test_work_checks_its_pauses_and_concurrency(tmp_path):
     url = f"sqlite:///{tmp_path}/pool.db"
     with pytest.raises(ConfigValueError, match="idle_poll=-2"):
-        work(url, "p", idle_poll=-2)
+        work(url, "p", echo, idle_poll=-2)
     with pytest.raises(PoolConfigError, match="concurrency=0"):
-        work(url, "p", concurrency=0)
+        work(url, "p", echo, concurrency=0)
 
 
 def echo(task, **kwargs):
@@ -149,7 +149,7 @@ def test_a_worker_pauses_only_when_idle_and_stops_when_the_pool_is_empty(tmp_pat
     with TaskManager("p", url) as tm:
         tm.create_task([{"n": i} for i in range(3)])
     started = time.monotonic()
-    summary = work(url, "p", task_func=echo, idle_poll=30)
+    summary = work(url, "p", echo, idle_poll=30)
     # Three tasks back to back and an empty pool: no 30 s idle pause was taken.
     assert time.monotonic() - started < 10
     assert summary.done == 3 and summary.ok

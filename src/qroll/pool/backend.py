@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 from qroll.config import task_hash, to_jsonable
 from qroll.errors import PoolConnectionError, PoolQueryError, PoolSchemaError
+from qroll.messages import mask_credentials
 from qroll.pool.records import Task, TaskStatus
-from qroll.record.store import mask_credentials
 
 __all__ = [
     "KEEP",

@@ -39,9 +39,9 @@ from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from qroll.errors import PoolConnectionError, PoolError, QrollError
+from qroll.messages import one_line, scrub
 from qroll.pool.backend import KEEP, Dialect, Runner, SQLBackend
 from qroll.pool.records import Task, TaskStatus
-from qroll.record.store import one_line, scrub
 
 __all__ = ["BACKOFF_FIRST_S", "BACKOFF_MAX_S", "CONNECT_TIMEOUT_S", "DEFAULT_RECONNECT_S", "PostgresBackend"]
 

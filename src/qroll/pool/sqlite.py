@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from qroll.errors import PoolConnectionError, PoolError, QrollError
+from qroll.messages import one_line
 from qroll.pool.backend import Dialect, Runner, SQLBackend
-from qroll.record.store import one_line
 
 __all__ = ["BUSY_TIMEOUT_S", "SQLiteBackend", "sqlite_path"]
 

@@ -1,9 +1,11 @@
-"""Pool workers: the loop behind ``qroll worker`` and a pool trainer's local processes.
+"""Pool workers: processes that claim tasks and run a function on each, until the pool is empty.
 
 A worker claims tasks with :func:`~qroll.pool.run_task` (leases renewed by a heartbeat, commits
-fenced), trains each into an MLflow run and stores the run's id as the result. A worker killed
-outright (``SIGKILL``, a lost machine) loses nothing: its lease expires, the task goes back to
-``waiting`` (one attempt used) and another worker runs it. :func:`work` returns a
+fenced), calls its task function on each and stores what the function returns (JSON) as the
+task's result. The function is any module-level callable: the pool knows nothing of what it does
+(training workers, which record MLflow runs, are :func:`qroll.train.workers.run_workers`). A
+worker killed outright (``SIGKILL``, a lost machine) loses nothing: its lease expires, the task
+goes back to ``waiting`` (one attempt used) and another worker runs it. :func:`work` returns a
 :class:`WorkSummary` (tasks done, failed, given back), from which ``qroll worker`` sets its exit
 status.
 """
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qroll.errors import ConfigError, PoolConfigError, PoolError, QrollError, TaskDeferredError
-from qroll.pool.manager import DEFAULT_LEASE_SECONDS, TaskManager
+from qroll.pool.manager import DEFAULT_LEASE_SECONDS, TaskManager, default_url
 from qroll.pool.polling import Poll, check_seconds
 from qroll.pool.records import TaskStatus
 from qroll.pool.run import Tally, run_with
@@ -34,8 +36,8 @@ DEFAULT_IDLE_POLL = 1.0  # seconds an idle worker sleeps before looking for task
 def import_function(spec: str) -> Callable[..., Any]:
     """``"package.module:function"`` (or ``package.module.function``) → the function.
 
-    >>> import_function("qroll.train.task:task_train").__name__
-    'task_train'
+    >>> import_function("json:dumps").__name__
+    'dumps'
 
     Raises
     ------
@@ -139,24 +141,23 @@ def _child(report: Any, *args: Any) -> None:
     sys.exit(0 if summary.ok else 1)
 
 
-def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tracking: str | None = None,
-         concurrency: int = 1, lease_seconds: float = DEFAULT_LEASE_SECONDS, stop_when_empty: bool = True,
-         idle_poll: float = DEFAULT_IDLE_POLL, *, artifact_root: str | None = None,
-         train_func: Callable[..., Any] | None = None, task_func: Callable[..., Any] | None = None,
-         query: Mapping[str, Any] | None = None, before_status: str = "waiting",
-         after_status: str = "done", recorder_name: str | None = None) -> WorkSummary:
-    """Run tasks of a pool in ``concurrency`` processes until it is empty (or for ever).
+def work(pool_url: str | None, pool_name: str, task_func: Callable[..., Any], *, concurrency: int = 1,
+         lease_seconds: float = DEFAULT_LEASE_SECONDS, stop_when_empty: bool = True,
+         idle_poll: float = DEFAULT_IDLE_POLL, query: Mapping[str, Any] | None = None,
+         before_status: str = "waiting", after_status: str = "done",
+         task_kwargs: Mapping[str, Any] | None = None) -> WorkSummary:
+    """Run ``task_func`` on the tasks of a pool in ``concurrency`` processes until it is empty.
 
     Parameters
     ----------
     pool_url : str or None
         The pool database (``sqlite:///...``, ``postgresql://...``); ``None``: the qroll home's.
     pool_name : str
-        The pool (by default a pool trainer's experiment name).
-    experiment : str, optional
-        The MLflow experiment the runs go to; default ``pool_name``.
-    tracking : str, optional
-        The MLflow tracking URI; default the qroll home's store.
+        The pool.
+    task_func : callable
+        ``task_func(task_def, **task_kwargs)``, module-level (spawned processes import it by
+        name); it may take a ``lease`` keyword (see :func:`~qroll.pool.run_task`). What it
+        returns (JSON) is the task's result.
     concurrency : int, default 1
         Worker processes. 1 works in this process; more spawn that many children (each leaves
         when this process dies).
@@ -166,22 +167,12 @@ def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tr
         Return once no matching task is waiting or running; otherwise poll for ever.
     idle_poll : float, default 1.0
         Seconds between looks at an idle pool.
-    artifact_root : str, optional
-        The tracking store's artifact root (see :class:`~qroll.record.ExpManager`).
-    train_func : callable, optional
-        ``train_func(task, experiment, recorder_name=..., exp_manager=...) -> Recorder``, module-level;
-        default :func:`~qroll.train.task_train` (or ``end_task_train`` from ``part_done``).
-    task_func : callable, optional
-        Replaces the whole task function given to :func:`run_task` (default
-        :func:`~qroll.train.pool_entry.task_train_entry`, or ``end_task_train_entry`` when
-        ``before_status="part_done"``); it receives ``experiment``, ``tracking``, ``artifact_root``,
-        ``train_func`` (when given) and, from ``waiting``, ``recorder_name``.
     query : dict, optional
         Only tasks matching it.
     before_status, after_status : str
-        The transition (see :func:`run_task`).
-    recorder_name : str, optional
-        The run name of each task.
+        The transition (see :func:`~qroll.pool.run_task`).
+    task_kwargs : dict, optional
+        Keyword arguments for every call of ``task_func`` (picklable with ``concurrency > 1``).
 
     Returns
     -------
@@ -202,26 +193,13 @@ def work(pool_url: str | None, pool_name: str, experiment: str | None = None, tr
         ``concurrency`` below 1 (:class:`~qroll.errors.PoolConfigError`) or a negative
         ``idle_poll`` (:class:`~qroll.errors.ConfigValueError`).
     """
-    from qroll.train import pool_entry
-
     if concurrency < 1:
         raise PoolConfigError(f"concurrency={concurrency} must be at least 1")
     check_seconds("idle_poll", idle_poll)
-    from_waiting = TaskStatus(before_status) is TaskStatus.WAITING
-    if task_func is None:
-        task_func = pool_entry.task_train_entry if from_waiting else pool_entry.end_task_train_entry
-    kwargs: dict[str, Any] = {"experiment": experiment or pool_name, "tracking": tracking,
-                              "artifact_root": artifact_root}
-    if train_func is not None:
-        kwargs["train_func"] = train_func
-    if from_waiting:
-        kwargs["recorder_name"] = recorder_name
     if pool_url is None:
-        from qroll.pool.manager import default_url
-
         pool_url = default_url()
     args = (pool_url, pool_name, task_func, query, before_status, after_status, float(lease_seconds),
-            stop_when_empty, float(idle_poll), kwargs)
+            stop_when_empty, float(idle_poll), dict(task_kwargs or {}))
     if concurrency == 1:
         return _loop(*args)
     ctx = multiprocessing.get_context("spawn")  # nothing of this process leaks in; any platform

@@ -13,7 +13,6 @@ from qroll.record.manager import ExpManager
 from qroll.record.portfolio import PortAnaRecord
 from qroll.record.recorder import DEFAULT_REC_NAME, Recorder
 from qroll.record.records import RecordTemp, SigAnaRecord, SignalRecord
-from qroll.record.store import mask_credentials
 
 __all__ = [
     "DEFAULT_REC_NAME",
@@ -24,5 +23,4 @@ __all__ = [
     "Recorder",
     "SigAnaRecord",
     "SignalRecord",
-    "mask_credentials",
 ]

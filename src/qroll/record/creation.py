@@ -40,7 +40,8 @@ from typing import Any
 
 from qroll.errors import StoreSchemaError, TrackingError
 from qroll.home import qroll_home
-from qroll.record.store import PROBE_TIMEOUT_S, mask_credentials, one_line, quiet, scrub
+from qroll.messages import mask_credentials, one_line, scrub
+from qroll.record.store import PROBE_TIMEOUT_S, quiet
 
 __all__ = ["LOCK_TIMEOUT_S", "StoreState", "ensure_database_store", "ensure_sqlite_store", "upgrade_store"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import sys
 import time
 import warnings
@@ -18,9 +17,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from qroll.errors import TrackingError
+from qroll.messages import mask_credentials, one_line, scrub
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -30,9 +30,7 @@ __all__ = [
     "PROBE_TIMEOUT_S",
     "connect",
     "driver_uri",
-    "mask_credentials",
     "probe_store",
-    "scrub",
     "use_http_client_defaults",
 ]
 
@@ -44,41 +42,6 @@ _TRUNCATED = "...[truncated {} chars]"
 STATUSES = ("SCHEDULED", "RUNNING", "FINISHED", "FAILED", "KILLED")
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 _NETWORK_DBS = {"postgresql", "postgres", "mysql", "mssql"}
-
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^@\s/]*@")
-_SECRET_QUERY = re.compile(
-    r"(?i)\b(password|passwd|pwd|token|secret|api_key|apikey|access_key|secret_key)=[^&\s'\"]*"
-)
-
-
-def mask_credentials(text: str) -> str:
-    """Hide passwords and tokens in URIs within ``text``.
-
-    Examples
-    --------
-    >>> mask_credentials("postgresql://bob:s3cret@db:5432/runs?sslmode=require&password=x")
-    'postgresql://bob:***@db:5432/runs?sslmode=require&password=***'
-    """
-    text = _USERINFO.sub(r"\g<head>:***@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)
-
-
-def scrub(text: str, uri: str) -> str:
-    """``text`` with the URI's password removed, even where a driver repeats it bare."""
-    text = mask_credentials(text)
-    try:
-        password = urlsplit(uri).password
-    except ValueError:
-        password = None
-    for secret in {password, unquote(password or "")} - {None, ""}:
-        text = text.replace(str(secret), "***")
-    return text
-
-
-def one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
-
 
 def ms_to_dt(ms: int | None) -> dt.datetime | None:
     return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)

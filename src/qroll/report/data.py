@@ -29,7 +29,8 @@ from qroll.analysis.signal import calc_ic, ic_summary
 from qroll.clock import utcnow
 from qroll.collect.merged import merge_windows
 from qroll.errors import CollectError, LoadObjectError, QrollError
-from qroll.record import Experiment, Recorder, mask_credentials
+from qroll.messages import mask_credentials
+from qroll.record import Experiment, Recorder
 from qroll.record.tags import (
     KIND_MERGED,
     TAG_BENCHMARK,

@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 
 from qroll.config import task_hash
 from qroll.errors import ConfigError, RecordError, TaskDeferredError, TrackingError
+from qroll.messages import mask_credentials
 from qroll.pool.polling import Poll
 from qroll.pool.run import PoolLease, takes_keyword
 from qroll.record import ExpManager, Recorder
-from qroll.record.store import driver_uri, mask_credentials, probe_store
+from qroll.record.store import driver_uri, probe_store
 from qroll.record.tags import TAG_ENDED_BY, TAG_POOL, TAG_POOL_ID, TAG_POOL_LEASE
 from qroll.train.task import begin_task_train, end_task_train, task_train
 from qroll.train.trainer import PHASE_BEGIN, PHASE_END, TAG_PHASE, finished_runs

@@ -21,12 +21,13 @@ from qroll.pool.manager import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, Task
 from qroll.pool.polling import Poll, check_seconds
 from qroll.pool.records import TaskStatus
 from qroll.pool.run import PoolLease, run_task, takes_keyword
-from qroll.pool.worker import DEFAULT_IDLE_POLL, work
+from qroll.pool.worker import DEFAULT_IDLE_POLL
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import STATUS_BEGIN, STATUS_END, STATUS_KEY, TAG_POOL_ID
 from qroll.train import pool_entry
 from qroll.train.task import begin_task_train, end_task_train, task_train
 from qroll.train.trainer import DEFAULT_EXPERIMENT, TaskOutcome, Trainer, TrainProgress
+from qroll.train.workers import run_workers
 
 __all__ = ["DelayTrainerRM", "TrainerRM"]
 
@@ -171,8 +172,8 @@ class TrainerRM(Trainer):
         if before == WAITING:
             kwargs["recorder_name"] = self.default_rec_name
         procs: list[BaseProcess] = [
-            ctx.Process(target=work, args=(self.pool_url, pool), kwargs=kwargs, name=f"qroll-worker-{i}",
-                        daemon=True)
+            ctx.Process(target=run_workers, args=(self.pool_url, pool), kwargs=kwargs,
+                        name=f"qroll-worker-{i}", daemon=True)
             for i in range(n)
         ]
         for proc in procs:
@@ -331,7 +332,7 @@ class TrainerRM(Trainer):
                stop_when_empty: bool = True) -> None:
         """Work on every waiting task of the pool in this process (Qlib's ``worker``)."""
         name, pool = self._names(experiment_name)
-        work(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
+        run_workers(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
              stop_when_empty=stop_when_empty, artifact_root=self.manager.artifact_root,
              train_func=train_func or self.train_func, recorder_name=self.default_rec_name)
 
@@ -421,7 +422,7 @@ class DelayTrainerRM(TrainerRM):
                experiment_name: str | None = None, stop_when_empty: bool = True) -> None:
         """Fit every ``part_done`` task of the pool in this process (Qlib's ``worker``)."""
         name, pool = self._names(experiment_name)
-        work(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
+        run_workers(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
              stop_when_empty=stop_when_empty, artifact_root=self.manager.artifact_root,
              train_func=end_train_func or self.end_train_func, before_status=PART_DONE)
 

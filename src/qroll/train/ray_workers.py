@@ -1,10 +1,10 @@
 """Pool workers launched on a Ray cluster: ``qroll worker --ray`` (``pip install 'qroll[ray]'``).
 
-Ray only places the workers: each one is an ordinary pool worker (:func:`qroll.pool.worker.work`
-with one process) running as a Ray task, claiming tasks with leases from the pool database and
-recording runs in the MLflow store, exactly as a worker started from a shell would. Nothing about
-a task travels through Ray, so a Ray task that dies (node lost, cancelled) is just a killed
-worker: its lease expires and the task is run again elsewhere.
+Ray only places the workers: each one is an ordinary training worker
+(:func:`qroll.train.workers.run_workers` with one process) running as a Ray task, claiming tasks
+with leases from the pool database and recording runs in the MLflow store, exactly as a worker
+started from a shell would. Nothing about a task travels through Ray, so a Ray task that dies (node
+lost, cancelled) is just a killed worker: its lease expires and the task is run again elsewhere.
 
 Placement: each worker reserves ``num_cpus`` CPUs of a node and the workers are *spread* over
 the nodes (Ray's ``SPREAD`` strategy) rather than packed onto the driver's node first, so the
@@ -27,11 +27,11 @@ from typing import Any
 
 from qroll.errors import ConfigError, RayClusterError
 from qroll.home import qroll_home
-from qroll.record.store import mask_credentials
+from qroll.messages import mask_credentials
 
 __all__ = ["MAX_RETRIES", "check_address", "work_on_ray"]
 
-logger = logging.getLogger("qroll.pool")
+logger = logging.getLogger("qroll.train")
 
 
 CONNECT_TIMEOUT_S = 5  # seconds to wait for the cluster's port before saying it is unreachable
@@ -95,10 +95,10 @@ def check_address(address: str) -> None:
 
 
 def _worker(work_kwargs: Mapping[str, Any]) -> Any:
-    """One pool worker in a Ray task: what :func:`~qroll.pool.worker.work` returns."""
-    from qroll.pool.worker import work
+    """One pool worker in a Ray task: what :func:`~qroll.train.workers.run_workers` returns."""
+    from qroll.train.workers import run_workers
 
-    return work(concurrency=1, **work_kwargs)
+    return run_workers(concurrency=1, **work_kwargs)
 
 
 def _total(results: list[Any]) -> Any:
@@ -125,13 +125,13 @@ def work_on_ray(address: str | None, workers: int, *, num_cpus: float = 1.0, **w
         CPUs Ray reserves for each worker on its node (LightGBM's ``num_threads`` should match):
         a node with ``C`` CPUs runs at most ``C / num_cpus`` workers at once; the others wait.
     **work_kwargs
-        What :func:`qroll.pool.worker.work` takes, except ``concurrency``: ``pool_url``,
+        What :func:`qroll.train.workers.run_workers` takes, except ``concurrency``: ``pool_url``,
         ``pool_name``, ``experiment``, ``tracking``, ``lease_seconds``, ``stop_when_empty``, ...
 
     Returns
     -------
     WorkSummary or None
-        The sum of what the workers' :func:`~qroll.pool.worker.work` returned (tasks done and
+        The sum of what the workers' :func:`~qroll.train.workers.run_workers` returned (tasks done and
         failed); ``None`` when it returns nothing. A worker whose process died and was started
         again reports only its last run.
 
