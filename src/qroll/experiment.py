@@ -204,6 +204,25 @@ class RollingExperiment:
         The run config.
     exp_manager : ExpManager, optional
         The tracking store; default ``ExpManager(config.tracking)``.
+
+    Notes
+    -----
+    The steps ``qroll run`` takes, each callable on its own: :meth:`check` (the tasks, their
+    classes and the backtest, before anything trains), :meth:`train` (windows already finished in
+    the store are kept, so a second call trains only what is missing), :meth:`evaluate` (each
+    model's merged signal into a run of its own: IC and the portfolio backtest) and
+    :meth:`report`. A subclass may override a step (say, to train through another scheduler)
+    and keep the rest.
+
+    Examples
+    --------
+    A whole run from Python (what ``qroll run CONFIG.yaml`` does)::
+
+        exp = RollingExperiment(RunConfig.from_file("csi300.yaml"))
+        exp.check()
+        exp.train()
+        exp.evaluate()
+        print(exp.report())
     """
 
     def __init__(self, config: RunConfig, exp_manager: ExpManager | None = None) -> None:

@@ -43,7 +43,30 @@ ROLLING_KEYS = ("step", "rtype", "trunc_days", "test_key", "train_key")
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunConfig:
-    """A validated run config. Build it with :meth:`from_file` or :meth:`from_dict`."""
+    """A validated run config. Build it with :meth:`from_file` or :meth:`from_dict`.
+
+    Notes
+    -----
+    The keys are the YAML file's (DESIGN §9): ``tasks`` (Qlib-shaped templates), ``experiment``,
+    ``data``, ``calendar``, ``tracking``, ``pool``, ``workers``, ``rolling``, ``benchmark``,
+    ``backtest``. :meth:`from_dict` checks them as :meth:`from_file` does, so a scheduler or a
+    notebook builds a run from a dict with the same errors a YAML file gets; hand it to
+    :class:`~qroll.experiment.RollingExperiment`.
+
+    Examples
+    --------
+    >>> config = RunConfig.from_dict({"tasks": [{
+    ...     "model": {"class": "LinearModel"},
+    ...     "dataset": {"class": "DatasetH", "kwargs": {
+    ...         "handler": {"class": "Alpha158", "kwargs": {"instruments": "all",
+    ...                     "start_time": "2019-01-01", "end_time": "2020-12-31"}},
+    ...         "segments": {"train": ["2019-01-01", "2019-12-31"], "valid": ["2020-01-01", "2020-03-31"],
+    ...                      "test": ["2020-04-01", "2020-12-31"]}}}}],
+    ...     "data": "synthetic://?instruments=5&start=2019-01-01&end=2020-12-31&seed=0",
+    ...     "rolling": {"step": 60}})
+    >>> len(config.generate_tasks())  # 2020-04-01..12-31 (196 trading days) in windows of 60
+    4
+    """
 
     tasks: list[dict[str, Any]]
     experiment: str = "qroll"

@@ -50,3 +50,24 @@ def test_the_class_tables_the_sub_packages_and_the_public_api_agree():
     assert not missing, missing
     strays = sorted(set(QLIB_EQUIVALENTS.values()) - set(QROLL_CLASSES.values()))
     assert not strays, f"Qlib classes mapped to qroll classes QROLL_CLASSES does not name: {strays}"
+
+
+EXTENSION_POINTS = ("Source", "register_source", "PoolBackend", "register_backend", "RecordTemp", "Processor",
+                    "Model", "RunConfig", "RollingExperiment")
+POOL_ERRORS = ("PoolError", "PoolConfigError", "PoolConnectionError", "PoolQueryError", "PoolSchemaError",
+               "PoolTimeoutError", "LeaseLostError", "TaskDeferredError", "NotSerializableError")
+
+
+def test_the_extension_points_are_public_and_documented_where_a_newcomer_looks():
+    """Each extension point is in qroll.__all__, says how to extend it (a Notes or Examples
+    section) and is named in ARCHITECTURE.md; every pool error is public and in the tree."""
+    from pathlib import Path
+
+    architecture = (Path(__file__).parents[2] / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for name in EXTENSION_POINTS:
+        assert name in qroll.__all__, name
+        doc = getattr(qroll, name).__doc__ or ""
+        assert "Notes\n" in doc or "Examples\n" in doc, f"{name}'s docstring does not say how to extend it"
+        assert f"`{name}`" in architecture, f"ARCHITECTURE.md does not name {name}"
+    for name in POOL_ERRORS:
+        assert name in qroll.__all__ and issubclass(getattr(qroll, name), errors.QrollError), name

@@ -163,6 +163,31 @@ class Processor:
     """A transform of a handler frame; Qlib's ``Processor`` interface.
 
     Subclasses override :meth:`__call__` and, when they learn statistics, :meth:`fit`.
+
+    Notes
+    -----
+    A processor of your own is a subclass in any importable module, named in a handler's
+    ``infer_processors`` / ``learn_processors`` as ``{"class": "Demean", "module_path":
+    "mypkg.procs", "kwargs": {...}}``. When its ``__init__`` takes ``fit_start_time`` and
+    ``fit_end_time``, the handler passes the train segment's first and last day (unless the config
+    sets them), so statistics are learnt from train rows only; :meth:`fit` receives the frame and
+    learns from those rows. ``is_for_infer()`` returning False keeps it off inference data (the
+    handler refuses it in ``infer_processors``); ``readonly()`` returning True lets the handler skip
+    a defensive copy. A built-in processor is added to ``QROLL_CLASSES`` too (see ARCHITECTURE.md).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> class Demean(Processor):
+    ...     def fit(self, df=None):
+    ...         self.mean = df.mean()
+    ...     def __call__(self, df):
+    ...         return df - self.mean
+    >>> frame = pd.DataFrame({"x": [1.0, 2.0, 6.0]})
+    >>> proc = Demean()
+    >>> proc.fit(frame)
+    >>> proc(frame)["x"].tolist()
+    [-2.0, -1.0, 3.0]
     """
 
     def fit(self, df: pd.DataFrame | None = None) -> None:

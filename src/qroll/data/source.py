@@ -124,6 +124,25 @@ def register_source(scheme: str, factory: Callable[[str], Source] | str) -> None
         The URI scheme, without ``://``.
     factory : callable or str
         Called with the whole URI; or a ``"module:attr"`` string naming it, imported on first use.
+
+    Notes
+    -----
+    This is how a data source of your own reaches every part of qroll: a run config's ``data:``,
+    a handler's ``source``, ``qroll data``, the backtest. The class needs the :class:`Source`
+    members (``uri``, ``calendar``, ``markets()``, ``instruments()``, ``fields()``, ``load()``,
+    ``stored_ranges()``, ``fingerprint()``); the feature cache keys on ``fingerprint()``, so it
+    must change whenever the data does. For example, a source over a company database::
+
+        # mypkg/warehouse.py
+        class WarehouseSource:
+            def __init__(self, uri: str): ...   # "warehouse://host/db?universe=all"
+            ...                                 # the Source members
+
+        register_source("warehouse", "mypkg.warehouse:WarehouseSource")
+        open_source("warehouse://host/db?universe=all")
+
+    A registration lasts for the process: register in the module your workers import too (the
+    ``--train-func`` module, say), since spawned workers start a fresh interpreter.
     """
     _REGISTRY[scheme] = factory
 

@@ -55,6 +55,36 @@ class Model(abc.ABC):
 
     Subclasses keep what they learn in public attributes (the trainer pickles the model) and
     return predictions as a float Series named ``"score"`` indexed by ``(datetime, instrument)``.
+
+    Notes
+    -----
+    A model of your own subclasses this in any importable module and is named in a task as
+    ``{"class": "MyModel", "module_path": "mypkg.models", "kwargs": {...}}``. It reads its rows
+    with :meth:`DatasetH.prepare <qroll.data.DatasetH.prepare>`: ``["train", "valid"]`` with
+    ``col_set=["feature", "label"]`` and ``data_key="learn"`` in :meth:`fit`, the segment with
+    ``col_set="feature"`` and ``data_key="infer"`` in :meth:`predict`. It must pickle (the
+    trainer stores it as the run's ``params.pkl``). A built-in model is added to ``QROLL_CLASSES``
+    too (see ARCHITECTURE.md).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> class MeanModel(Model):
+    ...     def fit(self, dataset, *, reweighter=None):
+    ...         train = dataset.prepare("train", col_set="label", data_key="learn")
+    ...         self.mean = float(train.to_numpy().mean())
+    ...     def predict(self, dataset, segment="test"):
+    ...         index = dataset.prepare(segment, col_set="feature", data_key="infer").index
+    ...         return pd.Series(self.mean, index=index, name="score")
+    >>> from qroll.data import Alpha158, DatasetH
+    >>> handler = Alpha158(instruments="all", start_time="2020-03-02", end_time="2020-03-31", cache=False,
+    ...                    source="synthetic://?instruments=3&start=2020-01-01&end=2020-06-30&seed=0")
+    >>> ds = DatasetH(handler, {"train": ("2020-03-02", "2020-03-20"), "test": ("2020-03-23", "2020-03-31")})
+    >>> model = MeanModel()
+    >>> model.fit(ds)
+    >>> pred = model.predict(ds)
+    >>> len(pred), pred.nunique()  # 7 trading days x 3 instruments, one value
+    (21, 1)
     """
 
     @abc.abstractmethod

@@ -237,7 +237,26 @@ def _json_text(key: str, value: Any) -> str:
 
 
 class PoolBackend(Protocol):
-    """The primitives a task-pool store provides. Times are timezone-aware UTC datetimes."""
+    """The primitives a task-pool store provides. Times are timezone-aware UTC datetimes.
+
+    :class:`~qroll.pool.TaskManager` builds everything else (Qlib's API, leases, attempts,
+    waiting) on these, so a new store implements only them. Each call is atomic: ``add`` all or
+    nothing, ``claim`` hands a task to exactly one owner however many workers race, ``heartbeat``
+    and ``finish`` are *fenced* (they change nothing unless ``owner`` still holds the lease).
+
+    Notes
+    -----
+    A SQL database is best added as an :class:`SQLBackend` with its dialect's named queries in
+    ``pool/sql/queries_<dialect>.sql`` and schema in ``schema_<dialect>.sql`` (same names as
+    SQLite's and PostgreSQL's; ``tests/unit/test_pool_sql.py`` checks the sets agree); anything
+    else implements this protocol directly. Register it with :func:`register_backend`, add it to
+    ``BACKENDS`` in ``tests/integration/pool_fixtures.py`` and the contract suite
+    (``tests/integration/test_pool_contract.py``, leases, fencing, races, restarts) runs on it.
+    Errors are :class:`~qroll.errors.PoolConnectionError` (unreachable),
+    :class:`~qroll.errors.PoolSchemaError` (a pool database of another version) and
+    :class:`~qroll.errors.PoolQueryError` (a query the store refused), all with credentials masked
+    (:func:`qroll.messages.mask_credentials`).
+    """
 
     url: str
 
@@ -510,7 +529,22 @@ _BACKENDS: dict[str, str | Callable[[str], PoolBackend]] = {
 
 
 def register_backend(scheme: str, factory: str | Callable[[str], PoolBackend]) -> None:
-    """Make URLs ``<scheme>://...`` open with ``factory(url)`` (or ``"module:Class"``)."""
+    """Make URLs ``<scheme>://...`` open with ``factory(url)`` (or ``"module:Class"``).
+
+    Parameters
+    ----------
+    scheme : str
+        The URL scheme, without ``://`` (matched case-insensitively).
+    factory : callable or str
+        Called with the whole URL, returning a :class:`PoolBackend`; or ``"module:attr"``
+        naming it, imported on first use (so a driver is imported only when its pool is opened).
+
+    Notes
+    -----
+    After ``register_backend("mysql", "mypkg.pool_mysql:MySQLBackend")``, every pool URL of that
+    scheme reaches it: ``TaskManager(pool, "mysql://...")``, ``qroll worker --pool``, a run
+    config's ``pool:``. Register it in a module the workers import too.
+    """
     _BACKENDS[scheme.lower()] = factory
 
 

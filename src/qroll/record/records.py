@@ -34,6 +34,31 @@ class RecordTemp:
 
     Class attributes: ``artifact_path`` (the folder of this record's artifacts, ``None`` for the
     run's root) and ``depend_cls`` (the record whose artifacts this one reads).
+
+    Notes
+    -----
+    A record of your own subclasses this, sets ``artifact_path`` (and ``depend_cls`` when it reads
+    another record's artifacts) and implements :meth:`generate` (compute, then :meth:`save`) and
+    :meth:`list` (what it writes). A task's ``record:`` list names it as ``{"class": ...,
+    "module_path": ..., "kwargs": {...}}``; the trainer builds it with the run's recorder, and with
+    ``model=`` and ``dataset=`` when ``__init__`` takes them. For example, the day-by-day count of
+    names with a prediction::
+
+        class Coverage(RecordTemp):
+            artifact_path = "coverage"
+            depend_cls = SignalRecord
+
+            def generate(self, **kwargs):
+                pred = self.load("pred.pkl")  # found under SignalRecord's path
+                self.save(**{"coverage.pkl": pred.groupby(level="datetime").size()})
+
+            def list(self):
+                return ["coverage.pkl"]
+
+    Examples
+    --------
+    >>> SigAnaRecord.get_path("ic.pkl"), SignalRecord.get_path("pred.pkl")
+    ('sig_analysis/ic.pkl', 'pred.pkl')
     """
 
     artifact_path: str | None = None
