@@ -1,13 +1,14 @@
 """The ``qroll`` command line. It parses arguments and calls the library; no logic lives here.
 
-Errors the user can fix print as one line, ``qroll: error: ...``, and exit with status 2.
+Errors the user can fix print as one line, ``qroll: error: ...``, and exit with status 2. The
+qroll home (``--home``, else ``$QROLL_HOME`` or ``./qroll_runs``) is resolved once, in
+:func:`main`, and passed to every command, which passes it down.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,8 +60,8 @@ EXIT_FAILED_RUN = 1
 DEMO_CONFIG = Path(__file__).resolve().parent / "examples" / "synthetic_rolling.yaml"
 
 
-def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, tracking: str | None,
-                    pool: str | None = None, workers: int | None = None,
+def _run_experiment(cfg_path: str | Path, home: Path, reset: bool, experiment: str | None,
+                    tracking: str | None, pool: str | None = None, workers: int | None = None,
                     artifact_root: str | None = None) -> int:
     from qroll.config import load_config
     from qroll.console import TrainingProgress, report_tables
@@ -75,7 +76,7 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
     cfg = RunConfig.from_dict({**raw, **{k: v for k, v in overrides.items() if v is not None}},
                               origin=str(cfg_path))
     out = _console()
-    run = RollingExperiment(cfg, ExpManager(cfg.tracking, artifact_root) if artifact_root else None)
+    run = RollingExperiment(cfg, ExpManager(cfg.tracking, artifact_root, home=home))
     out.print(f"[bold]{cfg.experiment}[/]: tracking {run.exp_manager.display_uri}, data {cfg.data}")
     tasks = run.check()  # before anything is deleted or written
     if reset:
@@ -94,7 +95,7 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
         for table in report_tables(run.report()):
             out.print(table)
     if failed is None:
-        _write_report(run.experiment, None, out, required=False)
+        _write_report(run.experiment, home / "reports", out, required=False)
     if failed is not None:
         print(f"qroll: error: {' '.join(str(failed).split())}", file=sys.stderr)
         return EXIT_FAILED_RUN
@@ -102,12 +103,12 @@ def _run_experiment(cfg_path: str | Path, reset: bool, experiment: str | None, t
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_experiment(args.config, args.reset, args.experiment, args.tracking, args.pool, args.workers,
-                           args.artifact_root)
+    return _run_experiment(args.config, args.home, args.reset, args.experiment, args.tracking, args.pool,
+                           args.workers, args.artifact_root)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return _run_experiment(DEMO_CONFIG, args.reset, None, args.tracking)
+    return _run_experiment(DEMO_CONFIG, args.home, args.reset, None, args.tracking)
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -116,7 +117,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from qroll.experiment import experiment_report
     from qroll.record import ExpManager
 
-    exp = ExpManager(args.tracking).get_exp(args.experiment, create=False)
+    exp = ExpManager(args.tracking, home=args.home).get_exp(args.experiment, create=False)
     out = _console()
     with _console(stderr=True).status("merging and backtesting each model's signal"):
         evaluate_merged(exp, stored_config(exp), source=args.data, progress=out.print)
@@ -128,17 +129,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from qroll.record import ExpManager
 
-    exp = ExpManager(args.tracking).get_exp(args.experiment, create=False)
-    _write_report(exp, args.out, _console())
+    exp = ExpManager(args.tracking, home=args.home).get_exp(args.experiment, create=False)
+    _write_report(exp, args.home / "reports", _console(), out_dir=args.out)
     return 0
 
 
-def _write_report(exp: Experiment, out_dir: str | None, out: Console, required: bool = True) -> Path | None:
-    """Write the HTML report of ``exp`` (default ``<home>/reports/<experiment>/``) and say where."""
-    from qroll.home import qroll_home
+def _write_report(exp: Experiment, reports: Path, out: Console, required: bool = True,
+                  out_dir: str | None = None) -> Path | None:
+    """Write the HTML report of ``exp`` to ``out_dir`` (default ``<reports>/<experiment>/``); say where."""
     from qroll.report import write_report
 
-    folder = Path(out_dir) if out_dir else qroll_home() / "reports" / _file_name(exp.name)
+    folder = Path(out_dir) if out_dir else reports / _file_name(exp.name)
     try:
         with _console(stderr=True).status("writing the report") as status:
             path = write_report(exp, folder, progress=lambda what: status.update(f"report: {what}"))
@@ -193,14 +194,15 @@ def cmd_data_dump(args: argparse.Namespace) -> int:
 def cmd_cache_info(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from qroll.data.cache import cache_dir, cache_info
+    from qroll.data.cache import FeatureCache
 
-    entries = cache_info()
+    cache = FeatureCache.at(args.home)
+    entries = cache.info()
     out = _console()
     if not entries:
-        out.print(f"the feature cache {cache_dir()} is empty")
+        out.print(f"the feature cache {cache.folder} is empty")
         return 0
-    table = Table(title=str(cache_dir()), header_style="bold")
+    table = Table(title=str(cache.folder), header_style="bold")
     for col in ("key", "source", "instruments", "rows", "columns", "MiB", "created"):
         table.add_column(col, justify="right" if col in ("rows", "columns", "MiB") else "left")
     for e in entries:
@@ -218,24 +220,30 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
-    from qroll.data.cache import cache_clear, cache_dir
+    from qroll.data.cache import FeatureCache
 
-    removed = cache_clear()
+    cache = FeatureCache.at(args.home)
+    removed = cache.clear()
     noun = "entry" if removed == 1 else "entries"
-    _console().print(f"removed {removed} feature-cache {noun} from {cache_dir()}")
+    _console().print(f"removed {removed} feature-cache {noun} from {cache.folder}")
     return 0
 
 
 def cmd_store_upgrade(args: argparse.Namespace) -> int:
     from qroll.record.creation import upgrade_store
+    from qroll.record.store import load_mlflow
 
-    _console().print(upgrade_store(args.tracking))
+    load_mlflow()  # MLflow's INFO lines (migrations) quieted, as for every other command
+    tracking = args.tracking or f"sqlite:///{args.home / 'mlflow.db'}"
+    _console().print(upgrade_store(tracking, artifact_root=str(args.home / "artifacts")))
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from qroll.home import data_uri, store_wait
+    from qroll.pool.manager import default_url
     from qroll.pool.worker import import_function
-    from qroll.train.pool_entry import STORE_WAIT_ENV, manager_for, store_wait_seconds
+    from qroll.record import ExpManager
     from qroll.train.workers import run_workers
 
     train_func = import_function(args.train_func) if args.train_func else None
@@ -243,27 +251,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from qroll.train.ray_workers import check_address
 
         check_address(args.ray_address)  # not a Ray cluster: fail before the store or pool is opened
-    if args.store_wait is not None:
-        # The bound travels to spawned workers through their environment (see qroll.train.pool_entry).
-        os.environ[STORE_WAIT_ENV] = str(store_wait_seconds(args.store_wait))
+    wait = store_wait(args.store_wait)  # a bad value (or $QROLL_STORE_WAIT) fails before anything starts
     if args.tracking:
-        manager_for(args.tracking, args.artifact_root)  # an unusable store fails here, before any claim
+        # An unusable store fails here, before any claim; the workers in this process reuse it.
+        ExpManager.shared(args.tracking, args.artifact_root, home=args.home)
+    pool_url = args.pool or default_url(args.home)
     kwargs = {"experiment": args.experiment, "tracking": args.tracking, "lease_seconds": args.lease_seconds,
               "stop_when_empty": args.until_empty, "idle_poll": args.idle_poll, "train_func": train_func,
-              "artifact_root": args.artifact_root}
+              "artifact_root": args.artifact_root, "home": args.home, "store_wait": wait, "data": data_uri()}
     if args.ray or args.ray_address:
         from qroll.pool.admin import open_pool
         from qroll.train.ray_workers import work_on_ray
 
-        total = work_on_ray(args.ray_address, args.concurrency, num_cpus=args.ray_cpus, pool_url=args.pool,
+        total = work_on_ray(args.ray_address, args.concurrency, num_cpus=args.ray_cpus, pool_url=pool_url,
                             pool_name=args.pool_name, **kwargs)
-        with open_pool(args.pool, args.pool_name) as tm:
+        with open_pool(pool_url, args.pool_name) as tm:
             stat = ", ".join(f"{s} {n}" for s, n in sorted(tm.task_stat().items()))
         _console().print(f"{args.concurrency} Ray worker(s) finished; pool {args.pool_name}: {stat}")
         if total is None:  # a work() that reports nothing
             return 0
         return _worker_outcome(total, args.pool_name, "the Ray workers had ")
-    return _worker_outcome(run_workers(args.pool, args.pool_name, concurrency=args.concurrency, **kwargs),
+    return _worker_outcome(run_workers(pool_url, args.pool_name, concurrency=args.concurrency, **kwargs),
                            args.pool_name)
 
 
@@ -289,12 +297,13 @@ def cmd_pool(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from qroll.pool.admin import open_pool, remove_tasks, reset_running, retry_failed, task_rows
+    from qroll.pool.manager import default_url
 
     query = _pool_query(args)  # a bad filter fails before the database is opened
     if args.pool_command == "remove" and not query and not args.all:
         raise QrollError("remove needs a filter (--status, --id, --where) or --all to delete every task")
     out = _console()
-    with open_pool(args.pool, args.pool_name) as tm:
+    with open_pool(args.pool or default_url(args.home), args.pool_name) as tm:
         if args.pool_command == "status":
             stat = tm.task_stat(query)
             table = Table(title=f"pool {args.pool_name}", header_style="bold")
@@ -478,15 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    from qroll.home import qroll_home
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    # MLflow and its migrations log at INFO to the console; the command line says what matters.
-    # (MLflow sets its loggers' level when imported, from this variable.)
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # Migrations log at INFO to the console; the command line says what matters. (MLflow's own
+    # loggers are quieted by the record layer once MLflow is loaded: qroll.record.store.)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if args.home:
-        # Every part of qroll finds its home through QROLL_HOME (see qroll.home).
-        os.environ["QROLL_HOME"] = args.home
+    # Resolved once, absolute: every command passes it down (the library reads no --home).
+    args.home = qroll_home(args.home).resolve()
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT

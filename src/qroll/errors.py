@@ -47,7 +47,8 @@ class still catches it.
         ├── DataFormatError    a data file whose content is malformed (a bad .bin, a duplicate row)
         ├── ExpressionError    a feature expression that cannot be parsed or evaluated
         ├── ProcessorError     a processor that cannot run (missing column group or fit range)
-        └── SegmentError       a dataset segment outside its handler's time range
+        ├── SegmentError       a dataset segment outside its handler's time range
+        └── CacheError         feature-cache entries that could not be written (disk full, no rights)
 
     LabelLeakWarning (a UserWarning)  train or valid labels reach into the test window
     MissingFieldWarning (a UserWarning)  an expression reads a field the source lacks: NaN features
@@ -82,6 +83,7 @@ __all__ = [
     "ConfigValueError",
     "PoolConfigError",
     "TaskConfigError",
+    "CacheError",
     "DataError",
     "DataFormatError",
     "DataNotFoundError",
@@ -171,6 +173,10 @@ class ProcessorError(DataError):
 
 class SegmentError(DataError):
     """The dataset segment lies outside the data handler's time range."""
+
+
+class CacheError(DataError):
+    """Feature-cache entries could not be written."""
 
 
 class MissingFieldWarning(UserWarning):

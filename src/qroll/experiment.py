@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -203,7 +204,10 @@ class RollingExperiment:
     config : RunConfig
         The run config.
     exp_manager : ExpManager, optional
-        The tracking store; default ``ExpManager(config.tracking)``.
+        The tracking store; default ``ExpManager(config.tracking, home=home)``. Its home is where
+        the windows' handlers keep their feature cache.
+    home : path, optional
+        The qroll home of the default ``exp_manager`` (see :func:`qroll.home.qroll_home`).
 
     Notes
     -----
@@ -225,9 +229,10 @@ class RollingExperiment:
         print(exp.report())
     """
 
-    def __init__(self, config: RunConfig, exp_manager: ExpManager | None = None) -> None:
+    def __init__(self, config: RunConfig, exp_manager: ExpManager | None = None, *,
+                 home: str | os.PathLike[str] | None = None) -> None:
         self.config = config
-        self.exp_manager = exp_manager or ExpManager(config.tracking)
+        self.exp_manager = exp_manager or ExpManager(config.tracking, home=home)
 
     @property
     def experiment(self) -> Experiment:

@@ -33,6 +33,7 @@ from qroll.config import load_config
 from qroll.data.source import open_source
 from qroll.data.uri import DEFAULT_SOURCE
 from qroll.errors import ConfigError
+from qroll.home import data_uri
 from qroll.tasks.gen import RollingGen, task_generator
 
 __all__ = ["RunConfig"]
@@ -125,7 +126,8 @@ class RunConfig:
         if workers == 0 and not raw.get("pool"):
             raise ConfigError(f"{origin}: workers=0 (train nothing here, wait for `qroll worker`s) needs a "
                               "pool: set 'pool' to a pool URL or pass --pool")
-        data = raw.get("data") or os.environ.get("QROLL_DATA") or DEFAULT_SOURCE
+        # The environment's default is read here, once: the run passes its data down from now on.
+        data = raw.get("data") or data_uri() or DEFAULT_SOURCE
         benchmark = raw.get("benchmark")
         if benchmark is not None and not isinstance(benchmark, str):
             raise ConfigError(f"{origin}: benchmark={benchmark!r} must be an instrument code of the data "

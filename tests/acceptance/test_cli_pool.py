@@ -23,10 +23,11 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 
 
-def qroll_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+def qroll_cli(*args: str, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env.pop("QROLL_HOME", None)  # --home alone says where the home is
     return subprocess.run([sys.executable, "-m", "qroll", "--home", str(home), *args], capture_output=True,
-                          text=True, timeout=600, env=env)
+                          text=True, timeout=600, env=env, cwd=cwd)
 
 
 @pytest.fixture
@@ -104,10 +105,17 @@ def test_run_with_a_pool_and_two_workers_matches_trainer_r(tmp_path):
     home = tmp_path / "home"
     assert qroll_cli("run", str(path), home=home).returncode == 0
     pool = f"sqlite:///{tmp_path}/pool.db"
-    res = qroll_cli("run", str(path), "--experiment", "pooled", "--pool", pool, "--workers", "2", home=home)
+    # A fresh home for the pooled run, from another directory: the spawned worker gets the home as
+    # an argument (nothing in its environment), so its feature cache is that home's, not ./qroll_runs.
+    pooled_home, elsewhere = tmp_path / "pooled_home", tmp_path / "cwd"
+    elsewhere.mkdir()
+    res = qroll_cli("run", str(path), "--experiment", "pooled", "--pool", pool, "--workers", "2",
+                    home=pooled_home, cwd=elsewhere)
     assert res.returncode == 0, res.stderr
     with TaskManager("pooled", pool) as tm:
         assert tm.task_stat() == {"done": 2}
+    assert len(list((pooled_home / "cache" / "features").glob("*.json"))) == 1
+    assert not (elsewhere / "qroll_runs").exists()
     store = ExpManager(f"sqlite:///{tmp_path}/mlflow.db")
 
     def preds(name):

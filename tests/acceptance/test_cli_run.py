@@ -56,6 +56,7 @@ def test_run_collect_and_rerun(tmp_path):
     assert res.stdout.count(" trained ") == 2  # two quarters
     assert "merged signal" in res.stdout and "LGBModel" in res.stdout
     assert "INFO" not in res.stderr  # MLflow's chatter stays quiet
+    assert len(list((tmp_path / "home" / "cache" / "features").glob("*.json"))) == 1  # --home's cache
     # The merged signal's portfolio columns, against the market's equal-weighted mean, and the report.
     assert "excess w/ cost" in res.stdout and "max DD w/ cost" in res.stdout
     assert "equal-weighted mean of market all" in res.stdout and "LGBModel: merged 2 window(s)" in res.stdout

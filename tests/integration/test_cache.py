@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -11,18 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qroll.data import cache
-from qroll.data.cache import (
-    cache_clear,
-    cache_dir,
-    cache_info,
-    feature_cache_key,
-    forget_memory,
-    load_features,
-)
+from qroll.data.cache import FeatureCache, feature_cache_key
+from qroll.data.features import compute_features
 from qroll.data.handler import Alpha158
 from qroll.data.source import open_source
-from qroll.errors import FeatureCacheWarning
+from qroll.errors import CacheError, ConfigTypeError, ConfigValueError, FeatureCacheWarning
 from tests.conftest import stored_rows
 
 URI = "synthetic://?instruments=6&start=2015-01-01&end=2015-12-31&seed=3"
@@ -60,15 +55,22 @@ class CountingSource:
         return self.inner.load(*args, **kwargs)
 
 
-@pytest.fixture(autouse=True)
-def fresh_memory():
-    forget_memory()
-    yield
-    forget_memory()
+@pytest.fixture
+def cache(tmp_path):
+    """The cache of the test's home, as every handler of that home gets it."""
+    cache = FeatureCache.at(tmp_path)
+    yield cache
+    cache.forget_memory()
 
 
 def entry_files(home: Path) -> list[str]:
-    return sorted(p.name for p in cache_dir(home).iterdir()) if cache_dir(home).is_dir() else []
+    folder = FeatureCache.at(home).folder
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def uncached(source, instruments="all"):
+    """The features computed straight from the source, as the cache must return them."""
+    return compute_features(source, FEATURE[0], FEATURE[1], LABEL[0], LABEL[1], instruments)
 
 
 def same(a, b) -> bool:
@@ -76,28 +78,27 @@ def same(a, b) -> bool:
             and np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True))
 
 
-def test_first_call_computes_and_writes_later_calls_read(tmp_path):
+def test_first_call_computes_and_writes_later_calls_read(cache, tmp_path):
     src = CountingSource()
-    first = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
+    first = cache.load(src, "all", FEATURE, LABEL)
     assert src.loads == 1
     key = feature_cache_key(src, "all", FEATURE, LABEL)
     assert entry_files(tmp_path) == [f"{key}.bin", f"{key}.json"]
-    manifest = json.loads((cache_dir(tmp_path) / f"{key}.json").read_text())
+    manifest = json.loads((cache.folder / f"{key}.json").read_text())
     assert manifest["rows"] == len(first) and manifest["columns"] == [["feature", "RET1"], ["feature", "VMA5"],
                                                                       ["label", "LABEL0"]]
-    assert load_features(src, "all", FEATURE, LABEL, home=tmp_path) is first  # in-process LRU
-    forget_memory()
-    again = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
+    assert cache.load(src, "all", FEATURE, LABEL) is first  # in-process LRU
+    cache.forget_memory()
+    again = cache.load(src, "all", FEATURE, LABEL)
     assert src.loads == 1 and again is not first and same(again, first)
 
 
-def test_key_ignores_dates_but_not_data_features_or_universe(tmp_path, monkeypatch):
-    monkeypatch.setenv("QROLL_HOME", str(tmp_path))
+def test_key_ignores_dates_but_not_data_features_or_universe(cache, tmp_path):
     src = CountingSource()
     for start, end in [("2015-02-01", "2015-06-30"), ("2015-04-01", "2015-12-31")]:
-        h = Alpha158(instruments="all", start_time=start, end_time=end, source=src)
+        h = Alpha158(instruments="all", start_time=start, end_time=end, source=src, home=tmp_path)
         assert len(h.fetch()) == stored_rows(src.inner, start, end)[0]
-    assert src.loads == 1 and len(cache_info(tmp_path)) == 1
+    assert src.loads == 1 and len(cache.info()) == 1
     key = feature_cache_key(src, "all", FEATURE, LABEL)
     assert key != feature_cache_key(src, ["SYN0001"], FEATURE, LABEL)
     assert key != feature_cache_key(src, "all", (FEATURE[0][:1], FEATURE[1][:1]), LABEL)
@@ -105,11 +106,11 @@ def test_key_ignores_dates_but_not_data_features_or_universe(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "delete_data"])
-def test_damaged_entry_warns_and_is_rebuilt(tmp_path, damage):
+def test_damaged_entry_warns_and_is_rebuilt(cache, tmp_path, damage):
     src = CountingSource()
-    first = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
+    first = cache.load(src, "all", FEATURE, LABEL)
     key = feature_cache_key(src, "all", FEATURE, LABEL)
-    data, manifest = cache_dir(tmp_path) / f"{key}.bin", cache_dir(tmp_path) / f"{key}.json"
+    data, manifest = cache.folder / f"{key}.bin", cache.folder / f"{key}.json"
     raw = data.read_bytes()
     if damage == "truncate":
         data.write_bytes(raw[: len(raw) // 2])
@@ -119,17 +120,18 @@ def test_damaged_entry_warns_and_is_rebuilt(tmp_path, damage):
         manifest.write_text("{not json")
     else:
         data.unlink()
-    forget_memory()
+    cache.forget_memory()
     with pytest.warns(FeatureCacheWarning, match=key[:12]):
-        rebuilt = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
+        rebuilt = cache.load(src, "all", FEATURE, LABEL)
     assert src.loads == 2 and same(rebuilt, first)
-    forget_memory()
-    assert same(load_features(src, "all", FEATURE, LABEL, home=tmp_path), first) and src.loads == 2
+    cache.forget_memory()
+    assert same(cache.load(src, "all", FEATURE, LABEL), first) and src.loads == 2
 
 
 CRASH = """
 import os, sys
 from qroll.data import cache
+from qroll.data.cache import FeatureCache
 from qroll.data.source import open_source
 calls = []
 real = os.fsync
@@ -139,89 +141,145 @@ def crash(fd):
         os._exit(9)  # the process dies here, as under SIGKILL: no cleanup, no finally
     real(fd)
 cache.os.fsync = crash
-cache.load_features(open_source(sys.argv[3]), "all", ({FEATURE}), ({LABEL}), home=sys.argv[1])
+FeatureCache.at(sys.argv[1]).load(open_source(sys.argv[3]), "all", ({FEATURE}), ({LABEL}))
 """
 
 
 @pytest.mark.parametrize("crash_at", [1, 3], ids=["during_data_write", "during_manifest_write"])
-def test_a_crash_mid_write_leaves_no_valid_entry(tmp_path, crash_at):
+def test_a_crash_mid_write_leaves_no_valid_entry(cache, tmp_path, crash_at):
     script = CRASH.replace("{FEATURE}", repr(FEATURE)).replace("{LABEL}", repr(LABEL))
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(crash_at), URI],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr
-    assert cache_info(tmp_path) == []  # no manifest was published
+    assert cache.info() == []  # no manifest was published
     leftovers = entry_files(tmp_path)
     assert leftovers and not any(name.endswith(".json") for name in leftovers)
     src = CountingSource()
-    frame = load_features(src, "all", FEATURE, LABEL, home=tmp_path)  # a plain miss: no warning
-    assert src.loads == 1 and len(cache_info(tmp_path)) == 1
-    assert same(frame, load_features(open_source(URI), "all", FEATURE, LABEL, use_cache=False))
+    frame = cache.load(src, "all", FEATURE, LABEL)  # a plain miss: no warning
+    assert src.loads == 1 and len(cache.info()) == 1
+    assert same(frame, uncached(open_source(URI)))
     assert len(frame) == stored_rows(src.inner, "2015-01-01", "2015-12-31")[0]
 
 
-def test_cache_info_and_clear(tmp_path):
+def test_cache_info_and_clear(cache, tmp_path):
     src = CountingSource()
-    load_features(src, "all", FEATURE, LABEL, home=tmp_path)
-    load_features(src, ["SYN0001", "SYN0002"], FEATURE, LABEL, home=tmp_path)
-    (cache_dir(tmp_path) / ".orphan.bin.123.tmp").write_bytes(b"partial")
-    entries = cache_info(tmp_path)
+    cache.load(src, "all", FEATURE, LABEL)
+    cache.load(src, ["SYN0001", "SYN0002"], FEATURE, LABEL)
+    (cache.folder / ".orphan.bin.123.tmp").write_bytes(b"partial")
+    entries = cache.info()
     assert len(entries) == 2 and {e.instruments if isinstance(e.instruments, str) else tuple(e.instruments)
                                   for e in entries} == {"all", ("SYN0001", "SYN0002")}
     assert all(e.size == e.path.stat().st_size and e.rows > 0 and e.columns == 3 for e in entries)
-    assert cache_clear(tmp_path) == 2
-    assert entry_files(tmp_path) == [] and cache_info(tmp_path) == []
-    assert cache_clear(tmp_path / "nowhere") == 0
+    assert cache.memory_bytes > 0
+    assert cache.clear() == 2
+    assert entry_files(tmp_path) == [] and cache.info() == [] and cache.memory_bytes == 0
+    assert FeatureCache.at(tmp_path / "nowhere").clear() == 0
 
 
-def test_use_cache_false_writes_nothing(tmp_path):
+def test_one_cache_per_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("QROLL_HOME", str(tmp_path))
+    assert FeatureCache.at() is FeatureCache.at(tmp_path) is FeatureCache.at(str(tmp_path) + "/")
+    assert FeatureCache.at(tmp_path).folder == tmp_path.resolve() / "cache" / "features"
+    assert FeatureCache.at(tmp_path / "other") is not FeatureCache.at(tmp_path)
+    # A handler's cache survives pickling as the receiving process's cache of the same folder.
+    assert pickle.loads(pickle.dumps(FeatureCache.at(tmp_path))) is FeatureCache.at(tmp_path)
+
+
+def test_a_handler_without_cache_writes_nothing(tmp_path):
     src = CountingSource()
-    load_features(src, "all", FEATURE, LABEL, home=tmp_path, use_cache=False)
-    load_features(src, "all", FEATURE, LABEL, home=tmp_path, use_cache=False)
-    assert src.loads == 2 and not cache_dir(tmp_path).exists()
+    for _ in range(2):
+        h = Alpha158(instruments="all", start_time="2015-03-02", end_time="2015-06-30", source=src,
+                     cache=False, home=tmp_path)
+        h.fetch()
+    assert src.loads == 2 and not FeatureCache.at(tmp_path).folder.exists()
 
 
-def test_memory_keeps_only_the_last_entries(tmp_path, monkeypatch):
-    monkeypatch.setattr(cache, "MEMORY_ENTRIES", 1)
+def test_memory_keeps_the_last_entries_within_its_budget(cache):
     src = CountingSource()
-    a = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
-    load_features(src, ["SYN0001"], FEATURE, LABEL, home=tmp_path)
-    assert load_features(src, "all", FEATURE, LABEL, home=tmp_path) is not a  # evicted, read from disk
-    assert src.loads == 2 and os.listdir(cache_dir(tmp_path))
+    a = cache.load(src, "all", FEATURE, LABEL)
+    one = cache.memory_bytes
+
+    def size(frame):  # 3 float32 columns, and the row codes of the (datetime, instrument) index
+        return 3 * 4 * len(frame) + sum(codes.nbytes for codes in frame.index.codes)
+
+    assert one == size(a) > 0
+    small = cache.load(src, ["SYN0001"], FEATURE, LABEL)
+    assert cache.memory_bytes == one + size(small)
+    cache.memory_budget = one  # the newer, smaller entry stays; the older goes
+    assert cache.memory_bytes == size(small)
+    assert cache.load(src, ["SYN0001"], FEATURE, LABEL) is small
+    assert cache.load(src, "all", FEATURE, LABEL) is not a  # evicted, read from disk
+    assert src.loads == 2 and os.listdir(cache.folder)
+    cache.memory_budget = one - 1  # an entry larger than the whole budget is not kept
+    assert cache.load(src, "all", FEATURE, LABEL) is not cache.load(src, "all", FEATURE, LABEL)
+    with pytest.raises(ConfigValueError, match="memory_budget=-1 must be >= 0 bytes"):
+        cache.memory_budget = -1
+    with pytest.raises(ConfigTypeError, match="memory_budget='1G' must be a whole number of bytes"):
+        FeatureCache(cache.folder, memory_budget="1G")
 
 
-def test_background_write_publishes_the_same_entry(tmp_path):
+def test_background_write_publishes_the_same_entry(cache, tmp_path):
     src = CountingSource()
-    first = load_features(src, "all", FEATURE, LABEL, home=tmp_path, background=True)
-    cache.wait_for_writes()
+    first = cache.load(src, "all", FEATURE, LABEL, background=True)
+    cache.wait()
     key = feature_cache_key(src, "all", FEATURE, LABEL)
     assert entry_files(tmp_path) == [f"{key}.bin", f"{key}.json"]
-    forget_memory()
-    again = load_features(src, "all", FEATURE, LABEL, home=tmp_path)
+    cache.forget_memory()
+    again = cache.load(src, "all", FEATURE, LABEL)
     assert src.loads == 1 and again is not first and same(again, first)
 
 
-def test_a_failed_background_write_warns_and_the_frame_is_still_returned(tmp_path, monkeypatch):
-    def disk_full(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(cache.os, "fsync", disk_full)
+def test_a_failed_background_write_raises_on_wait_and_the_frame_is_still_returned(cache, tmp_path):
     src = CountingSource()
-    frame = load_features(src, "all", FEATURE, LABEL, home=tmp_path, background=True)
-    assert same(frame, load_features(open_source(URI), "all", FEATURE, LABEL, use_cache=False))
-    with pytest.warns(FeatureCacheWarning, match="could not be written.*No space left"):
-        cache.wait_for_writes()
-    cache.wait_for_writes()  # reported once
-    assert cache_info(tmp_path) == [] and entry_files(tmp_path) == []  # nothing half-written is left
+    key = feature_cache_key(src, "all", FEATURE, LABEL)
+    # A directory where the entry's data file goes: renaming the written file there fails, for
+    # any user (root included).
+    (cache.folder / f"{key}.bin").mkdir(parents=True)
+    frame = cache.load(src, "all", FEATURE, LABEL, background=True)
+    assert same(frame, uncached(open_source(URI)))
+    with pytest.raises(CacheError, match=f"1 entry could not be written: {key[:12]}.*IsADirectoryError"):
+        cache.wait()
+    cache.wait()  # reported once
+    assert cache.info() == [] and entry_files(tmp_path) == [f"{key}.bin"]  # nothing half-written is left
 
 
-def test_handler_cache_write_is_complete_once_listed(tmp_path, monkeypatch):
-    monkeypatch.setenv("QROLL_HOME", str(tmp_path))
+def test_a_failed_foreground_write_raises(cache):
     src = CountingSource()
-    h = Alpha158(instruments="all", start_time="2015-03-02", end_time="2015-06-30", source=src)
+    key = feature_cache_key(src, "all", FEATURE, LABEL)
+    (cache.folder / f"{key}.bin").mkdir(parents=True)
+    with pytest.raises(CacheError, match="check that the folder is writable"):
+        cache.load(src, "all", FEATURE, LABEL)
+
+
+def test_handler_cache_write_is_complete_once_listed(cache, tmp_path):
+    src = CountingSource()
+    h = Alpha158(instruments="all", start_time="2015-03-02", end_time="2015-06-30", source=src, home=tmp_path)
+    assert h.cache is cache
     learn = h.fetch(data_key="learn")
-    entries = cache_info(tmp_path)  # waits for the handler's background write
+    entries = cache.info()  # waits for the handler's background write
     # The entry holds the whole source (its key ignores dates); learn is the range less NaN labels.
     rows, nan_labels = stored_rows(src.inner, "2015-03-02", "2015-06-30")
     assert len(entries) == 1 and entries[0].rows == stored_rows(src.inner, "2015-01-01", "2015-12-31")[0]
     assert len(learn) == rows - nan_labels
-    assert not any(p.name.endswith(".tmp") for p in cache_dir(tmp_path).iterdir())
+    assert not any(p.name.endswith(".tmp") for p in cache.folder.iterdir())
+
+
+def test_task_train_keeps_the_cache_in_the_runs_home_and_the_task_as_given(tmp_path, monkeypatch):
+    from qroll import ExpManager, task_hash, task_train
+
+    monkeypatch.setenv("QROLL_HOME", str(tmp_path / "env_home"))  # the run's home wins over it
+    manager = ExpManager(f"sqlite:///{tmp_path}/mlflow.db", home=tmp_path / "run_home")
+    handler = {"class": "DataHandlerLP", "kwargs": {
+        "instruments": "all", "start_time": "2015-01-01", "end_time": "2015-12-31", "source": URI,
+        "data_loader": {"feature": FEATURE, "label": LABEL}, "learn_processors": ["DropnaLabel"]}}
+    task = {"model": {"class": "LinearModel", "kwargs": {"estimator": "ridge", "alpha": 1.0}},
+            "dataset": {"class": "DatasetH", "kwargs": {"handler": handler, "segments": {
+                "train": ("2015-02-01", "2015-09-30"), "test": ("2015-10-01", "2015-12-15")}}}}
+    before, key = copy.deepcopy(task), task_hash(task)
+    rec = task_train(task, "home", exp_manager=manager)
+    assert task == before and task_hash(task) == key  # the home went to a copy
+    assert rec.load_object("task") == before and "home" not in rec.load_object("dataset")["kwargs"]["handler"]["kwargs"]
+    assert not any(name.endswith(".home") for name in rec.params)
+    FeatureCache.at(tmp_path / "run_home").wait()
+    assert len(FeatureCache.at(tmp_path / "run_home").info()) == 1
+    assert not (tmp_path / "env_home").exists()

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from qroll.data.cache import DEFAULT_MEMORY_BUDGET, FeatureCache
 from qroll.data.dataset import DatasetH
 from qroll.data.features import DEFAULT_LABEL, alpha158_config, compute_features
 from qroll.data.handler import Alpha158, Alpha360, DataHandlerLP
 from qroll.data.processors import CSZScoreNorm, DropnaLabel, Fillna, ProcessInf, ZScoreNorm
 from qroll.data.source import open_source
-from qroll.errors import ClassNotFoundError, ConfigError, ProcessorError, SegmentError
+from qroll.errors import ClassNotFoundError, ConfigError, ConfigTypeError, ProcessorError, SegmentError
 from tests.conftest import shared_dataset, stored_rows
 
 URI = "synthetic://?instruments=12&start=2014-01-01&end=2016-12-30&seed=7"
@@ -138,7 +139,7 @@ def test_dataset_from_config_prepare_list_and_data_keys(source):
     raw_label = ds.prepare("test", col_set="label", data_key="raw")
     assert raw_label.columns.tolist() == ["LABEL0"] and abs(raw_label["LABEL0"].mean()) < 0.05
     one_day = ds.prepare(slice("2016-01-04", "2016-01-04"))
-    assert len(one_day) == stored_rows(source, "2016-01-04", "2016-01-04")[0] == 9  # 3 of 12 have left
+    assert len(one_day) == stored_rows(source, "2016-01-04", "2016-01-04")[0] == 9  # 3 of 12 list after 2016
     assert set(one_day.index.get_level_values("datetime")) == {pd.Timestamp("2016-01-04")}
     with pytest.raises(ConfigError, match=r"\['tests'\].*'train', 'valid', 'test'"):
         ds.prepare("tests")
@@ -221,10 +222,8 @@ def test_date_slices_are_views_equal_to_loc(source):
         fetch_df_by_index(full.sample(frac=1.0, random_state=0), slice("2015-01-01", "2015-01-31"))
 
 
-def test_windows_share_day_local_processing_and_get_the_same_frames(source):
-    from qroll.data.processed import forget_processed
-
-    forget_processed()
+def test_windows_share_day_local_processing_and_get_the_same_frames(source, home):
+    FeatureCache.at(home).forget_memory()
     procs = [{"class": "ProcessInf"}, {"class": "CSRankNorm", "kwargs": {"fields_group": "feature"}}]
     windows = [a158(source, end_time=end, infer_processors=procs) for end in
                ("2015-12-31", "2016-06-30", None)]
@@ -245,10 +244,8 @@ def test_windows_share_day_local_processing_and_get_the_same_frames(source):
         assert np.shares_memory(later["label"].to_numpy(), learn[0]["label"].to_numpy())
 
 
-def test_fit_range_processors_are_not_shared_between_windows(source):
-    from qroll.data.processed import forget_processed
-
-    forget_processed()
+def test_fit_range_processors_are_not_shared_between_windows(source, home):
+    FeatureCache.at(home).forget_memory()
     procs = [{"class": "ZScoreNorm", "kwargs": {"fit_start_time": "2014-03-01", "fit_end_time": "2014-12-31"}}]
     a, b = (a158(source, end_time=end, infer_processors=procs) for end in ("2015-12-31", "2016-06-30"))
     la, lb = (h.fetch(col_set="__raw", data_key="learn") for h in (a, b))
@@ -257,20 +254,46 @@ def test_fit_range_processors_are_not_shared_between_windows(source):
     assert np.array_equal(la.to_numpy(), lb.loc[common].to_numpy(), equal_nan=True)
 
 
-def test_forgetting_the_cache_memory_forgets_the_processed_frames(source):
-    from qroll.data.cache import forget_memory
-    from qroll.data.processed import _memory
+def test_the_cache_budget_holds_the_processed_frames_and_forgetting_drops_them(source, home):
+    cache = FeatureCache.at(home)
+    cache.forget_memory()
+    h = a158(source)
+    assert h.cache is cache
+    raw = h.fetch(data_key="raw", col_set="__raw")
+    entry = cache.memory_bytes
+    assert entry >= raw.to_numpy().nbytes  # the whole calendar's entry, of which raw is a slice
+    learn = h.fetch(data_key="learn", col_set="__raw")
+    # The learn frame (NaN labels dropped, labels normalised) is a new frame, counted once more.
+    assert entry + learn.to_numpy().nbytes <= cache.memory_bytes
+    # Another window over the same entry reuses the processed frames: nothing more is held.
+    held = cache.memory_bytes
+    a158(source, end_time="2016-03-31").fetch(data_key="learn")
+    assert cache.memory_bytes == held
+    cache.forget_memory()
+    assert cache.memory_bytes == 0
+    cache.memory_budget = entry  # room for the entry only: its processed frames are not kept
+    try:
+        a158(source).fetch(data_key="learn")
+        assert cache.memory_bytes == entry
+    finally:
+        cache.memory_budget = DEFAULT_MEMORY_BUDGET
 
-    a158(source).fetch(data_key="learn")
-    assert _memory
-    forget_memory()
-    assert not _memory
 
-
-def test_cache_off_processes_each_handler_alone(source):
-    from qroll.data.processed import _memory, forget_processed
-
-    forget_processed()
+def test_cache_off_processes_each_handler_alone(source, home):
+    cache = FeatureCache.at(home)
+    cache.forget_memory()
     h = a158(source, cache=False)
+    assert h.cache is None
     h.fetch(data_key="learn")
-    assert not _memory
+    assert cache.memory_bytes == 0 and not cache.folder.exists()
+    with pytest.raises(ConfigTypeError, match="cache='yes' must be True, False or a FeatureCache"):
+        a158(source, cache="yes")
+
+
+def test_an_explicit_cache_or_home_wins_over_qroll_home(source, tmp_path):
+    mine = FeatureCache(tmp_path / "mine")
+    assert a158(source, cache=mine).cache is mine
+    assert a158(source, home=tmp_path / "elsewhere").cache is FeatureCache.at(tmp_path / "elsewhere")
+    a158(source, cache=mine).fetch()
+    mine.wait()
+    assert len(mine.info()) == 1 and not (tmp_path / "home" / "cache").exists()

@@ -310,7 +310,7 @@ if os.environ.get("DIE_BEFORE_MANIFEST"):
 src = open_source("synthetic://?instruments=6&start=2015-01-01&end=2015-12-31&seed=3")
 feature = (["$close/Ref($close, 1) - 1", "Mean($volume, 5)"], ["RET1", "VMA5"])
 label = (["Ref($close, -2)/Ref($close, -1) - 1"], ["LABEL0"])""", action="""
-frame = cache.load_features(src, "all", feature, label, home=sys.argv[1])
+frame = cache.FeatureCache.at(sys.argv[1]).load(src, "all", feature, label)
 print(hashlib.sha256(frame.to_numpy().tobytes()).hexdigest())""")
 
 
@@ -318,25 +318,26 @@ print(hashlib.sha256(frame.to_numpy().tobytes()).hexdigest())""")
 def test_feature_cache_entry_written_by_racing_processes_after_a_killed_writer(tmp_path):
     import warnings
 
-    from qroll.data.cache import cache_dir, cache_info, forget_memory, load_features
+    from qroll.data.cache import FeatureCache
     from qroll.data.source import open_source
 
     home = tmp_path / "home"
+    cache = FeatureCache.at(home)
     rc, out = finish(child(CACHE_WRITE, str(home), DIE_BEFORE_MANIFEST="1"))
     assert rc == -signal.SIGKILL, out
     # The killed writer's data file and lock file, no manifest: not an entry.
-    assert sorted(p.suffix for p in cache_dir(home).iterdir()) == [".bin", ".lock"]
-    assert cache_info(home) == []
+    assert sorted(p.suffix for p in cache.folder.iterdir()) == [".bin", ".lock"]
+    assert cache.info() == []
     results = race(CACHE_WRITE, str(home))
     assert [rc for rc, _ in results] == [0] * 4, results
     assert len({out for _, out in results}) == 1  # the same frame everywhere
-    (entry,) = cache_info(home)
-    assert sorted(p.suffix for p in cache_dir(home).iterdir()) == [".bin", ".json"]  # no .tmp, no .lock
-    forget_memory()
+    (entry,) = cache.info()
+    assert sorted(p.suffix for p in cache.folder.iterdir()) == [".bin", ".json"]  # no .tmp, no .lock
+    cache.forget_memory()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a damaged entry would warn
-        frame = load_features(open_source("synthetic://?instruments=6&start=2015-01-01&end=2015-12-31&seed=3"),
-                              "all", (["$close/Ref($close, 1) - 1", "Mean($volume, 5)"], ["RET1", "VMA5"]),
-                              (["Ref($close, -2)/Ref($close, -1) - 1"], ["LABEL0"]), home=home)
+        frame = cache.load(open_source("synthetic://?instruments=6&start=2015-01-01&end=2015-12-31&seed=3"),
+                           "all", (["$close/Ref($close, 1) - 1", "Mean($volume, 5)"], ["RET1", "VMA5"]),
+                           (["Ref($close, -2)/Ref($close, -1) - 1"], ["LABEL0"]))
     assert hashlib.sha256(frame.to_numpy().tobytes()).hexdigest() == results[0][1].strip()
-    forget_memory()
+    cache.forget_memory()

@@ -16,9 +16,10 @@ from qroll import ExpManager, RollingGen, TrainerR, task_generator
 from qroll.collect.collector import RecorderCollector
 from qroll.data.source import open_source
 from qroll.errors import LoadObjectError, TaskDeferredError, TrackingError
+from qroll.home import store_wait
 from qroll.pool import PoolLease, TaskManager
 from qroll.record.store import driver_uri
-from qroll.train.pool_entry import store_wait_seconds, task_train_entry
+from qroll.train.pool_entry import task_train_entry
 from qroll.train.pool_trainer import TrainerRM
 
 pytestmark = pytest.mark.slow
@@ -108,9 +109,9 @@ def test_a_store_down_for_good_gives_the_task_back_within_the_bound(tmp_path):
 def test_the_store_wait_is_validated(monkeypatch):
     monkeypatch.setenv("QROLL_STORE_WAIT", "soon")
     with pytest.raises(Exception, match=r"\$QROLL_STORE_WAIT='soon' must be a number of seconds"):
-        store_wait_seconds()
+        store_wait()
     monkeypatch.setenv("QROLL_STORE_WAIT", "12.5")
-    assert store_wait_seconds() == 12.5 and store_wait_seconds(3) == 3.0
+    assert store_wait() == 12.5 and store_wait(3) == 3.0
 
 
 def test_postgres_uris_get_a_driver_this_python_has():

@@ -25,6 +25,7 @@ from qroll.backtest.strategy import TopkDropoutStrategy
 from qroll.config.instance import resolve_class
 from qroll.data.source import Source, open_source
 from qroll.errors import CalendarError, ConfigError
+from qroll.home import data_uri
 
 __all__ = ["BacktestResult", "REPORT_COLUMNS", "backtest_daily", "check_executor", "run_backtest"]
 
@@ -75,7 +76,8 @@ def backtest_daily(
     pos_type : str, default "Position"
         Only ``"Position"`` is supported.
     source : str or Source, optional
-        Market data; default ``$QROLL_DATA``.
+        Market data: a source or its URI. Callers that know the data pass it (the merged
+        evaluation passes its run's); default ``$QROLL_DATA`` (see :func:`qroll.home.data_uri`).
 
     Returns
     -------
@@ -232,8 +234,8 @@ def _run(strat: TopkDropoutStrategy, exchange: Exchange, days: pd.DatetimeIndex,
 
 def _open(source: str | Source | None) -> Source:
     if source is None:
-        uri = os.environ.get("QROLL_DATA")
-        if not uri:
+        uri = data_uri()
+        if uri is None:
             raise ConfigError("backtest_daily needs market data: pass source='qlib:///path' "
                               "or set $QROLL_DATA")
         return open_source(uri)

@@ -2,7 +2,7 @@
 handlers and datasets with Qlib's semantics.
 """
 
-from qroll.data.cache import cache_clear, cache_info
+from qroll.data.cache import FeatureCache
 from qroll.data.dataset import DatasetH
 from qroll.data.features import alpha158_config, alpha360_config, compute_features
 from qroll.data.handler import Alpha158, Alpha360, DataHandlerLP
@@ -42,6 +42,7 @@ __all__ = [
     "DropnaFeature",
     "DropnaLabel",
     "DropnaProcessor",
+    "FeatureCache",
     "Fillna",
     "FilterCol",
     "MinMaxNorm",
@@ -57,8 +58,6 @@ __all__ = [
     "ZScoreNorm",
     "alpha158_config",
     "alpha360_config",
-    "cache_clear",
-    "cache_info",
     "compute_features",
     "dump_qlib_bin",
     "open_source",

@@ -16,9 +16,11 @@ same way, so an entry becomes visible only once both are complete. Processes tha
 same new entry at once write it once: the writer holds ``.<key>.lock`` (an OS lock, freed if its
 holder is killed), and the others skip the write. A manifest whose file is
 missing, of another size or checksum, or unreadable is a miss: the entry is rebuilt, with a
-:class:`~qroll.errors.FeatureCacheWarning`. In one process the last few entries stay in memory.
-Handlers write a new entry in a background thread while they process the frame
-(:func:`wait_for_writes` waits for it).
+:class:`~qroll.errors.FeatureCacheWarning`.
+
+In a process, one :class:`FeatureCache` per folder (:meth:`FeatureCache.at`) holds that folder's
+state: the entries kept in memory and the frames processed from them, within one memory budget
+in bytes, and the threads writing new entries in the background (:meth:`FeatureCache.wait`).
 """
 
 from __future__ import annotations
@@ -31,44 +33,47 @@ import os
 import threading
 import uuid
 import warnings
+import weakref
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
 
-from qroll.errors import ConfigTypeError, FeatureCacheWarning
+from qroll.errors import CacheError, ConfigTypeError, ConfigValueError, FeatureCacheWarning
 from qroll.home import qroll_home
 
 __all__ = [
     "CACHE_VERSION",
+    "DEFAULT_MEMORY_BUDGET",
     "CacheEntry",
-    "cache_clear",
-    "cache_dir",
-    "cache_info",
+    "FeatureCache",
     "feature_cache_key",
-    "load_features",
-    "wait_for_writes",
 ]
 
 CACHE_VERSION = 2  # 2: a rolling std/var over equal values is exactly 0
 """Bumped whenever the stored layout or the feature computation changes meaning."""
 
-MEMORY_ENTRIES = 3
-"""How many entries one process keeps in memory (each Alpha158 × 300 instruments is ~0.6 GB)."""
+DEFAULT_MEMORY_BUDGET = 5 * 2**29
+"""Bytes of frames one :class:`FeatureCache` keeps in memory by default: 2.5 GiB.
 
-_memory: OrderedDict[str, pd.DataFrame] = OrderedDict()
-_memory_lock = threading.Lock()
+An Alpha158 entry of 300 instruments over 13 years (about 951,600 rows of 159 float32 columns and
+two int32 row codes, 644 bytes a row) takes 0.61 GB. The default holds three such entries and the
+learn frame processed from one of them, which is what this process kept before the budget was in
+bytes (three entries, one processed pair).
+"""
+
+Frames = tuple[pd.DataFrame, pd.DataFrame]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CacheEntry:
-    """One feature-cache entry, as :func:`cache_info` lists it."""
+    """One feature-cache entry, as :meth:`FeatureCache.info` lists it."""
 
     key: str
     size: int
@@ -80,11 +85,6 @@ class CacheEntry:
     source: str
     instruments: Any
     path: Path
-
-
-def cache_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """The feature-cache folder: ``<home>/cache/features`` (see :func:`qroll.home.qroll_home`)."""
-    return qroll_home(home) / "cache" / "features"
 
 
 def feature_cache_key(
@@ -119,131 +119,419 @@ def _instruments_spec(instruments: str | Sequence[str]) -> str | list[str]:
     return instruments if isinstance(instruments, str) else [str(s) for s in instruments]
 
 
-def load_features(
-    source: Any,
-    instruments: str | Sequence[str],
-    feature: tuple[Sequence[str], Sequence[str]],
-    label: tuple[Sequence[str], Sequence[str]],
-    home: str | os.PathLike[str] | None = None,
-    use_cache: bool = True,
-    background: bool = False,
-) -> pd.DataFrame:
-    """Raw features and labels over the source's whole calendar, from the cache or computed.
+def _check_budget(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"memory_budget={value!r} must be a whole number of bytes, e.g. 2**30 "
+                              "for 1 GiB")
+    if value < 0:
+        raise ConfigValueError(f"memory_budget={value} must be >= 0 bytes (0 keeps nothing in memory)")
+    return value
+
+
+def _arrays(frame: pd.DataFrame) -> list[Any]:
+    """The arrays holding a frame's values and row index (pandas' blocks: no copy)."""
+    index = frame.index
+    if isinstance(index, pd.MultiIndex):
+        rows = list(index.codes)
+    else:  # a RangeIndex holds no array (its .values would make one)
+        rows = [] if isinstance(index, pd.RangeIndex) else [index.values]
+    return [block.values for block in frame._mgr.blocks] + rows
+
+
+def _held_bytes(*frames: pd.DataFrame, shared_with: pd.DataFrame | None = None) -> int:
+    """Bytes of the values and row codes of ``frames``, each buffer counted once.
+
+    Arrays that may share memory with ``shared_with`` (views of a cached entry) or with an array
+    already counted are not counted again: a window's slice of an entry costs nothing.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"a": np.zeros(1000, dtype=np.float32)})
+    >>> _held_bytes(frame) >= 4000, _held_bytes(frame.iloc[:500], shared_with=frame) < 4000
+    (True, True)
+    """
+    seen = [a for a in _arrays(shared_with) if isinstance(a, np.ndarray)] if shared_with is not None else []
+    total = 0
+    for frame in frames:
+        for array in _arrays(frame):
+            if isinstance(array, np.ndarray):
+                if any(np.may_share_memory(array, other) for other in seen):
+                    continue
+                seen.append(array)
+            total += int(getattr(array, "nbytes", 0))
+    return total
+
+
+@dataclass(slots=True)
+class _Processed:
+    key: Hashable
+    infer: pd.DataFrame
+    learn: pd.DataFrame
+    size: int
+
+
+@dataclass(slots=True)
+class _Held:
+    """An entry kept in memory, and the one processed pair built from it most recently."""
+
+    frame: pd.DataFrame
+    size: int
+    processed: _Processed | None = None
+
+    @property
+    def total(self) -> int:
+        return self.size + (self.processed.size if self.processed is not None else 0)
+
+
+def _cache_at(folder: Path) -> FeatureCache:
+    return FeatureCache.at_folder(folder)
+
+
+class FeatureCache:
+    """The feature cache of one folder: its entries on disk, in memory, and being written.
+
+    Look a cache up with :meth:`at` (one object per folder and process, shared by every handler
+    that uses it); the constructor makes a separate one, e.g. with another budget.
 
     Parameters
     ----------
-    source : Source
-        The market data.
-    instruments : str or sequence of str
-        A market name or a list of symbols.
-    feature, label : (expressions, names)
-        Qlib expressions and their column names for the ``feature`` and ``label`` groups.
-    home : path, optional
-        The qroll home whose ``cache/features`` holds the entries.
-    use_cache : bool
-        False computes the features and neither reads nor writes the cache.
-    background : bool
-        Write a new entry in a background thread, so the caller processes the frame meanwhile
-        (the handler does). :func:`wait_for_writes` waits for it; so do reading that entry,
-        :func:`cache_info`, :func:`cache_clear` and the interpreter's exit. A failed background
-        write is a :class:`~qroll.errors.FeatureCacheWarning`, not an error: the frame is
-        returned either way.
+    folder : path
+        The folder of the entries, ``<home>/cache/features`` for :meth:`at`.
+    memory_budget : int, default DEFAULT_MEMORY_BUDGET
+        Bytes of frames kept in memory: the entries loaded last, and the frames processed from
+        them (:meth:`processed`). The least recently used go first; a frame larger than the whole
+        budget is not kept (each use reads it from disk). 0 keeps nothing. Settable.
 
-    Returns
-    -------
-    DataFrame
-        float32, indexed by sorted (``datetime``, ``instrument``), two-level columns. Treat it as
-        read-only: it is shared with later calls in this process.
+    Attributes
+    ----------
+    folder : Path
+        The entries' folder, absolute (created by the first write).
+
+    Notes
+    -----
+    New entries are written by daemon threads when :meth:`load` is asked to (``background=True``,
+    as handlers do). :meth:`wait` joins them and raises :class:`~qroll.errors.CacheError` for those
+    that failed; so that a finished training is never lost to a cache that could not be written,
+    nothing on the training path calls it, and failures nobody waited for are reported as a
+    :class:`~qroll.errors.FeatureCacheWarning` when the interpreter exits, after the writes were
+    joined (a command-line run leaves its cache complete).
     """
-    from qroll.data.features import compute_features
 
-    def compute() -> pd.DataFrame:
-        return compute_features(
-            source, list(feature[0]), list(feature[1]), list(label[0]), list(label[1]), instruments
-        )
+    _registry: ClassVar[dict[Path, FeatureCache]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
+    _live: ClassVar[weakref.WeakSet[FeatureCache]] = weakref.WeakSet()
 
-    if not use_cache:
-        return compute()
-    key = feature_cache_key(source, instruments, feature, label)
-    with _memory_lock:
-        if key in _memory:
-            _memory.move_to_end(key)
-            return _memory[key]
-    folder = cache_dir(home)
-    wait_for_writes(key)
-    seen = _stamp(folder, key)
-    frame = _read_entry(folder, key)
-    if frame is None:
-        frame = compute()
-        if background:
-            _write_in_background(folder, key, frame, source, instruments, seen)
-        else:
-            _write_entry(folder, key, frame, source, instruments, seen)
-    with _memory_lock:
-        _memory[key] = frame
-        while len(_memory) > MEMORY_ENTRIES:
-            _memory.popitem(last=False)
-    return frame
+    def __init__(self, folder: str | os.PathLike[str], memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
+        self.folder = Path(folder).expanduser().resolve()
+        self._budget = _check_budget(memory_budget)
+        self._lock = threading.Lock()
+        self._memory: OrderedDict[str, _Held] = OrderedDict()
+        self._writers: list[tuple[str, threading.Thread]] = []
+        self._errors: list[tuple[str, BaseException]] = []
+        FeatureCache._live.add(self)
+
+    @classmethod
+    def at(cls, home: str | os.PathLike[str] | None = None) -> FeatureCache:
+        """The process's cache of ``<home>/cache/features``, created on first use.
+
+        Parameters
+        ----------
+        home : path, optional
+            The qroll home (see :func:`qroll.home.qroll_home`: default ``$QROLL_HOME`` or
+            ``./qroll_runs``).
+
+        Examples
+        --------
+        >>> FeatureCache.at("/tmp/qroll") is FeatureCache.at("/tmp/qroll/")
+        True
+        >>> FeatureCache.at("/tmp/qroll").folder == Path("/tmp/qroll").resolve() / "cache" / "features"
+        True
+        """
+        return cls.at_folder(qroll_home(home).resolve() / "cache" / "features")
+
+    @classmethod
+    def at_folder(cls, folder: str | os.PathLike[str]) -> FeatureCache:
+        """The process's cache of ``folder`` (as :meth:`at`, given the folder itself)."""
+        path = Path(folder).expanduser().resolve()
+        with cls._registry_lock:
+            cache = cls._registry.get(path)
+            if cache is None:
+                cache = cls._registry[path] = cls(path)
+            return cache
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A handler holding its cache can be pickled or copied: the other side uses its own
+        # process's cache of the same folder (memory and threads are not data).
+        return _cache_at, (self.folder,)
+
+    def __repr__(self) -> str:
+        return (f"FeatureCache({str(self.folder)!r}, memory_budget={self._budget}, "
+                f"memory_bytes={self.memory_bytes})")
+
+    # -- memory ---------------------------------------------------------------------------------
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes of frames kept in memory at most (setting it evicts what no longer fits)."""
+        return self._budget
+
+    @memory_budget.setter
+    def memory_budget(self, value: int) -> None:
+        budget = _check_budget(value)
+        with self._lock:
+            self._budget = budget
+            self._evict()
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of the frames kept in memory now (values and row codes, each buffer once)."""
+        with self._lock:
+            return sum(held.total for held in self._memory.values())
+
+    def forget_memory(self) -> None:
+        """Drop the frames kept in memory, entries and processed frames (the files stay)."""
+        with self._lock:
+            self._memory.clear()
+
+    def _evict(self) -> None:
+        """Drop the least recently used frames until the rest fits the budget (lock held)."""
+        total = sum(held.total for held in self._memory.values())
+        while self._memory and total > self._budget:
+            _, held = self._memory.popitem(last=False)
+            total -= held.total
+
+    def _remember(self, key: str, frame: pd.DataFrame) -> None:
+        size = _held_bytes(frame)
+        with self._lock:
+            old = self._memory.pop(key, None)
+            if size <= self._budget:
+                self._memory[key] = old if old is not None and old.frame is frame else _Held(frame, size)
+            self._evict()
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def load(
+        self,
+        source: Any,
+        instruments: str | Sequence[str],
+        feature: tuple[Sequence[str], Sequence[str]],
+        label: tuple[Sequence[str], Sequence[str]],
+        *,
+        background: bool = False,
+    ) -> pd.DataFrame:
+        """Raw features and labels over the source's whole calendar, from the cache or computed.
+
+        Parameters
+        ----------
+        source : Source
+            The market data.
+        instruments : str or sequence of str
+            A market name or a list of symbols.
+        feature, label : (expressions, names)
+            Qlib expressions and their column names for the ``feature`` and ``label`` groups.
+        background : bool
+            Write a new entry in a background thread, so the caller processes the frame
+            meanwhile (the handler does). :meth:`wait` waits for it; so do reading that entry,
+            :meth:`info`, :meth:`clear` and the interpreter's exit.
+
+        Returns
+        -------
+        DataFrame
+            float32, indexed by sorted (``datetime``, ``instrument``), two-level columns. Treat it
+            as read-only: it is shared with later calls in this process.
+
+        Raises
+        ------
+        CacheError
+            A new entry could not be written (without ``background``; a background write's
+            failure is :meth:`wait`'s to raise).
+        """
+        from qroll.data.features import compute_features
+
+        key = feature_cache_key(source, instruments, feature, label)
+        with self._lock:
+            held = self._memory.get(key)
+            if held is not None:
+                self._memory.move_to_end(key)
+                return held.frame
+        self._join(key)  # a write of this very entry in flight: read the complete entry
+        seen = _stamp(self.folder, key)
+        frame = _read_entry(self.folder, key)
+        if frame is None:
+            frame = compute_features(source, list(feature[0]), list(feature[1]), list(label[0]),
+                                     list(label[1]), instruments)
+            if background:
+                self._write_in_background(key, frame, source, instruments, seen)
+            else:
+                try:
+                    _write_entry(self.folder, key, frame, source, instruments, seen)
+                except OSError as exc:
+                    raise CacheError(_write_failures(self.folder, [(key, exc)])) from exc
+        self._remember(key, frame)
+        return frame
+
+    def processed(self, full: pd.DataFrame, key: Hashable, process: Callable[[], Frames]) -> Frames:
+        """The ``(infer, learn)`` frames ``process()`` builds from the entry ``full``, built once.
+
+        Each window of a rolling experiment builds its own handler over the same entry, with the
+        same start and processors and a later end. When every processor is day-local (a day's
+        output depends only on that day's rows), processing ``[start, last cached day]`` once and
+        slicing each window's days out of it gives every window the frames processing its own
+        range would, value for value, as views: the later windows neither process nor copy.
+
+        Parameters
+        ----------
+        full : DataFrame
+            An entry :meth:`load` returned. While it is the one this cache keeps, the frames
+            processed from it are kept too, within the memory budget (the latest pair per entry).
+        key : hashable
+            Everything else the frames depend on: the start, the processors and their arguments,
+            the process type.
+        process : callable
+            Builds the frames on a miss. Two threads missing at once both build; the result is
+            the same.
+        """
+        with self._lock:
+            entry = next((k for k, held in self._memory.items() if held.frame is full), None)
+            if entry is not None:
+                done = self._memory[entry].processed
+                if done is not None and done.key == key:
+                    self._memory.move_to_end(entry)
+                    return done.infer, done.learn
+        infer, learn = process()
+        if entry is None:
+            return infer, learn  # an entry not kept in memory: no later handler gets this very frame
+        size = _held_bytes(infer, learn, shared_with=full)
+        with self._lock:
+            held = self._memory.get(entry)
+            if held is not None and held.frame is full and held.size + size <= self._budget:
+                held.processed = _Processed(key, infer, learn, size)
+                self._memory.move_to_end(entry)
+                self._evict()
+        return infer, learn
+
+    # -- background writes ----------------------------------------------------------------------
+
+    def _write_in_background(self, key: str, frame: pd.DataFrame, source: Any, instruments: Any,
+                             seen: tuple[int, int] | None) -> None:
+        def job() -> None:
+            try:
+                _write_entry(self.folder, key, frame, source, instruments, seen)
+            except Exception as exc:  # raised by wait(), in the caller's thread
+                with self._lock:
+                    self._errors.append((key, exc))
+
+        # A daemon, so that a stuck write cannot keep the interpreter alive; the exit hook below
+        # joins it first, so a finished process leaves its entries complete.
+        thread = threading.Thread(target=job, name=f"qroll-cache-write-{key[:12]}", daemon=True)
+        with self._lock:
+            self._writers.append((key, thread))
+        thread.start()
+
+    @property
+    def writers(self) -> tuple[threading.Thread, ...]:
+        """The background writer threads not yet joined (daemons; :meth:`wait` joins them)."""
+        with self._lock:
+            return tuple(t for _, t in self._writers)
+
+    def _join(self, key: str | None = None) -> None:
+        """Wait for the background writes (of entry ``key``, or all); failures stay for :meth:`wait`."""
+        with self._lock:
+            threads = [t for k, t in self._writers if key is None or k == key]
+        for thread in threads:
+            thread.join()
+        with self._lock:
+            self._writers = [(k, t) for k, t in self._writers if t.is_alive()]
+
+    def wait(self, key: str | None = None) -> None:
+        """Wait for the background writes (of entry ``key``, or all) to finish.
+
+        Raises
+        ------
+        CacheError
+            For the writes that failed since the last call (each reported once), naming the
+            entries and why; the features were computed and used, but a later process computes
+            them again. Chained to the first write's exception.
+        """
+        self._join(key)
+        with self._lock:
+            failed = [(k, e) for k, e in self._errors if key is None or k == key]
+            self._errors = [(k, e) for k, e in self._errors if not (key is None or k == key)]
+        if failed:
+            raise CacheError(_write_failures(self.folder, failed)) from failed[0][1]
+
+    # -- listing and clearing -------------------------------------------------------------------
+
+    def info(self) -> list[CacheEntry]:
+        """The complete entries of the folder, oldest first (background writes are waited for).
+
+        Entries without a readable manifest (a write cut short) are not listed; :meth:`clear`
+        removes them.
+        """
+        self._join()
+        folder = self.folder
+        entries = []
+        for manifest_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                manifest = json.loads(manifest_path.read_text())
+                data_path = folder / f"{manifest_path.stem}{DATA_SUFFIX}"
+                entries.append(
+                    CacheEntry(
+                        key=manifest["key"],
+                        size=data_path.stat().st_size,
+                        rows=int(manifest["rows"]),
+                        columns=len(manifest["columns"]),
+                        created=str(manifest["created"]),
+                        source=str(manifest.get("source", "")),
+                        instruments=manifest.get("instruments"),
+                        path=data_path,
+                    )
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return sorted(entries, key=lambda e: e.created)
+
+    def clear(self) -> int:
+        """Delete every file of the folder's entries, and the frames kept in memory.
+
+        Returns
+        -------
+        int
+            The number of entries (manifests) removed.
+        """
+        self._join()  # else a write in flight would publish its entry after the clear
+        self.forget_memory()
+        folder = self.folder
+        if not folder.is_dir():
+            return 0
+        removed = 0
+        for path in folder.iterdir():
+            if path.is_file() and (path.suffix in (".json", DATA_SUFFIX, ".tmp", ".lock")):
+                removed += path.suffix == ".json"
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        return removed
 
 
-def forget_memory() -> None:
-    """Drop the in-memory entries of this process, and the frames processed from them (the files stay)."""
-    from qroll.data.processed import forget_processed
-
-    with _memory_lock:
-        _memory.clear()
-    forget_processed()
-
-
-# -- background writes ---------------------------------------------------------------------------
+def _write_failures(folder: Path, failed: list[tuple[str, BaseException]]) -> str:
+    which = "; ".join(f"{k[:12]}… ({type(e).__name__}: {e})" for k, e in failed)
+    noun = "entry" if len(failed) == 1 else "entries"
+    return (f"feature cache {folder}: {len(failed)} {noun} could not be written: {which}; the features "
+            "were computed and used, but a later process computes them again: check that the folder "
+            "is writable and has space (or give another --home)")
 
 
-_writers: dict[str, threading.Thread] = {}
-_write_errors: list[tuple[str, BaseException]] = []
-
-
-def _write_in_background(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any,
-                         seen: tuple[int, int] | None) -> None:
-    def job() -> None:
+def _finish_writes_at_exit() -> None:
+    """Join every cache's writers before the interpreter ends; warn about failures nobody saw."""
+    for cache in list(FeatureCache._live):
         try:
-            _write_entry(folder, key, frame, source, instruments, seen)
-        except Exception as exc:  # reported by wait_for_writes, in the caller's thread
-            with _memory_lock:
-                _write_errors.append((key, exc))
-
-    # Not a daemon: the interpreter waits for the entry to be complete before it exits.
-    thread = threading.Thread(target=job, name=f"qroll-cache-write-{key[:12]}", daemon=False)
-    with _memory_lock:
-        _writers[key] = thread
-    thread.start()
+            cache.wait()
+        except CacheError as exc:
+            warnings.warn(str(exc), FeatureCacheWarning, stacklevel=1)
 
 
-def wait_for_writes(key: str | None = None) -> None:
-    """Wait for the background cache writes (of entry ``key``, or all) to finish.
-
-    Warns with :class:`~qroll.errors.FeatureCacheWarning` for each that failed.
-    """
-    with _memory_lock:
-        threads = [t for k, t in _writers.items() if key is None or k == key]
-    for thread in threads:
-        thread.join()
-    with _memory_lock:
-        for k, t in list(_writers.items()):
-            if not t.is_alive():
-                del _writers[k]
-        failed = [(k, e) for k, e in _write_errors if key is None or k == key]
-        _write_errors[:] = [(k, e) for k, e in _write_errors if not (key is None or k == key)]
-    for k, exc in failed:
-        warnings.warn(
-            f"feature cache entry {k[:12]}… could not be written ({type(exc).__name__}: {exc}); "
-            "the features were computed and are used, but the next process computes them again: "
-            "check that the qroll home is writable and has space",
-            FeatureCacheWarning,
-            stacklevel=2,
-        )
-
-
-atexit.register(wait_for_writes)  # runs after the writer threads are joined: reports failures
+# Runs before daemon threads are stopped: the writes in flight finish.
+atexit.register(_finish_writes_at_exit)
 
 
 # -- disk format ---------------------------------------------------------------------------------
@@ -418,58 +706,3 @@ def _read_entry(folder: Path, key: str) -> pd.DataFrame | None:
         _damaged(key, f"data file cannot be parsed: {type(exc).__name__}: {exc}")
         return None
     return pd.DataFrame(values.T, index=index, columns=pd.MultiIndex.from_tuples(columns), copy=False)
-
-
-# -- listing and clearing ------------------------------------------------------------------------
-
-
-def cache_info(home: str | os.PathLike[str] | None = None) -> list[CacheEntry]:
-    """The complete entries of the feature cache under ``home``, oldest first.
-
-    Entries without a readable manifest (a write cut short) are not listed; :func:`cache_clear`
-    removes them.
-    """
-    wait_for_writes()
-    folder = cache_dir(home)
-    entries = []
-    for manifest_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            data_path = folder / f"{manifest_path.stem}{DATA_SUFFIX}"
-            entries.append(
-                CacheEntry(
-                    key=manifest["key"],
-                    size=data_path.stat().st_size,
-                    rows=int(manifest["rows"]),
-                    columns=len(manifest["columns"]),
-                    created=str(manifest["created"]),
-                    source=str(manifest.get("source", "")),
-                    instruments=manifest.get("instruments"),
-                    path=data_path,
-                )
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(entries, key=lambda e: e.created)
-
-
-def cache_clear(home: str | os.PathLike[str] | None = None) -> int:
-    """Delete every file of the feature cache under ``home`` (and this process's memory copies).
-
-    Returns
-    -------
-    int
-        The number of entries (manifests) removed.
-    """
-    wait_for_writes()  # else a write in flight would publish its entry after the clear
-    forget_memory()
-    folder = cache_dir(home)
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for path in folder.iterdir():
-        if path.is_file() and (path.suffix in (".json", DATA_SUFFIX, ".tmp", ".lock")):
-            removed += path.suffix == ".json"
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-    return removed

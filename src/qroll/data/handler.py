@@ -9,9 +9,10 @@ A :class:`DataHandlerLP` keeps three frames, selected by ``data_key`` in :meth:`
               ``"independent"``: raw → shared_processors → learn_processors
 ============  =======================================================================
 
-The raw frame is a slice of the feature cache (:mod:`qroll.data.cache`): the features of the
-whole calendar are computed once per source and feature set, and every handler (every rolling
-window) slices its ``[start_time, end_time]`` out of them. Processing is lazy; processors with a
+The raw frame is a slice of the feature cache (:class:`~qroll.data.cache.FeatureCache`, given to
+the handler or looked up for its home): the features of the whole calendar are computed once per
+source and feature set, and every handler (every rolling window) slices its
+``[start_time, end_time]`` out of them. Processing is lazy; processors with a
 fit range are fitted on ``[fit_start_time, fit_end_time]``, or, when the handler has none, on the
 train segment of the :class:`~qroll.data.dataset.DatasetH` that uses it.
 """
@@ -29,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from qroll.config import init_instance_by_config
-from qroll.data.processed import processed_once
+from qroll.data.cache import FeatureCache
 from qroll.data.processors import is_day_local
-from qroll.errors import ConfigError, ProcessorError, SegmentError
-from qroll.home import qroll_home
+from qroll.errors import ConfigError, ConfigTypeError, ProcessorError, SegmentError
+from qroll.home import data_uri
 
 __all__ = ["Alpha158", "Alpha360", "DataHandlerLP", "fetch_df_by_col", "fetch_df_by_index"]
 
@@ -160,9 +161,15 @@ class DataHandlerLP:
         The fit range of processors that take one; ``None`` lets a ``DatasetH`` use its train
         segment.
     source : Source or str, optional
-        The market data, or its URI; default ``$QROLL_DATA`` or the embedded synthetic market.
-    cache : bool
-        Read and write the feature cache under ``qroll_home()``.
+        The market data, or its URI; default ``$QROLL_DATA`` (read when the handler is built) or
+        the embedded synthetic market.
+    cache : bool or FeatureCache, default True
+        The feature cache to read and write: a :class:`~qroll.data.cache.FeatureCache`, True for
+        the one of ``home``, or False to compute the features without any cache.
+    home : path, optional
+        The qroll home whose cache ``cache=True`` uses; default ``$QROLL_HOME`` or
+        ``./qroll_runs`` (see :func:`qroll.home.qroll_home`). A task trained by
+        :func:`~qroll.train.task_train` gets its run's home here.
     """
 
     DK_R, DK_I, DK_L = "raw", "infer", "learn"
@@ -183,7 +190,8 @@ class DataHandlerLP:
         fit_start_time: Any = None,
         fit_end_time: Any = None,
         source: Any = None,
-        cache: bool = True,
+        cache: bool | FeatureCache = True,
+        home: str | os.PathLike[str] | None = None,
     ) -> None:
         if process_type not in (self.PTYPE_A, self.PTYPE_I):
             raise ConfigError(f"process_type={process_type!r} is unknown: use 'append' or 'independent'")
@@ -192,8 +200,14 @@ class DataHandlerLP:
         self.fit_start_time, self.fit_end_time = fit_start_time, fit_end_time
         self.process_type = process_type
         self.drop_raw = drop_raw
-        self.cache = cache
-        self._source_arg = source
+        if not isinstance(cache, bool | FeatureCache):
+            raise ConfigTypeError(f"cache={cache!r} must be True, False or a FeatureCache; give the cache's "
+                                  "folder as home=...")
+        self.cache: FeatureCache | None = (
+            cache if isinstance(cache, FeatureCache) else FeatureCache.at(home) if cache else None
+        )
+        # A URI is opened on first use; the environment's default is read now, once.
+        self._source_arg = source if source is not None else data_uri()
         self._loader = data_loader
         self.infer_processors = list(infer_processors or [])
         self.learn_processors = list(learn_processors or [])
@@ -202,7 +216,7 @@ class DataHandlerLP:
         self._chains(None, None)
         self._data: pd.DataFrame | None = None
         # The cached frame of the whole calendar that _data slices (cache path only): the key to
-        # the processed frames handlers share (qroll.data.processed).
+        # the processed frames handlers share (FeatureCache.processed).
         self._full: pd.DataFrame | None = None
         self._processed: tuple[Any, pd.DataFrame, pd.DataFrame] | None = None
         self._dataset_fit: tuple[Any, Any] | None = None
@@ -223,7 +237,7 @@ class DataHandlerLP:
             from qroll.data.source import open_source
             from qroll.data.uri import DEFAULT_SOURCE
 
-            self._source_arg = open_source(self._source_arg or os.environ.get("QROLL_DATA") or DEFAULT_SOURCE)
+            self._source_arg = open_source(self._source_arg or DEFAULT_SOURCE)
         return self._source_arg
 
     def feature_config(self) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
@@ -244,14 +258,13 @@ class DataHandlerLP:
     def _load_all(self) -> pd.DataFrame:
         if isinstance(self._loader, pd.DataFrame):
             return self._loader.sort_index()
-        from qroll.data.cache import load_features
-
         feature, label = self.feature_config()
-        return load_features(
-            self.source, self.instruments, feature, label, home=qroll_home(), use_cache=self.cache,
-            # The entry is written while this handler processes the frame.
-            background=True,
-        )
+        if self.cache is None:
+            from qroll.data.features import compute_features
+
+            return compute_features(self.source, feature[0], feature[1], label[0], label[1], self.instruments)
+        # The entry is written while this handler processes the frame.
+        return self.cache.load(self.source, self.instruments, feature, label, background=True)
 
     def _calendar(self) -> pd.DatetimeIndex:
         if isinstance(self._loader, pd.DataFrame):
@@ -273,7 +286,7 @@ class DataHandlerLP:
         if self._data is None:
             full = self._load_all()
             self._data = fetch_df_by_index(full, slice(self.start_time, self.end_time), "datetime")
-            if self.cache and not isinstance(self._loader, pd.DataFrame):
+            if self.cache is not None and not isinstance(self._loader, pd.DataFrame):
                 self._full = full
 
     # -- processing --------------------------------------------------------------------------------
@@ -363,14 +376,15 @@ class DataHandlerLP:
                 f"{type(self).__name__} dropped its raw data (drop_raw=True) and cannot refit"
             )
         chains = self._chains(*fit)
-        full = self._full
-        if not needs and full is not None and all(is_day_local(p) for chain in chains for p in chain):
+        full, cache = self._full, self.cache
+        day_local = all(is_day_local(p) for chain in chains for p in chain)
+        if not needs and full is not None and cache is not None and day_local:
             # Day-local processors: process from the start to the last cached day once for all
             # the handlers that share it, and take this handler's days as a view.
             start = self.start_time
             key = (None if start is None else pd.Timestamp(start), self.process_type,
                    *(tuple(_processor_key(p) for p in chain) for chain in chains))
-            infer_all, learn_all = processed_once(
+            infer_all, learn_all = cache.processed(
                 full, key, lambda: self._process(fetch_df_by_index(full, slice(start, None)), *chains))
             until = slice(None, self.end_time)
             # No shared or infer processor: infer is the raw frame itself, as below.

@@ -54,9 +54,9 @@ DEFAULT_CLOCK_TOLERANCE = 5.0
 Query = Mapping[str, Any]
 
 
-def default_url() -> str:
-    """``sqlite:///<qroll_home()>/pool.db``, absolute."""
-    return f"sqlite:///{(qroll_home() / 'pool.db').resolve()}"
+def default_url(home: str | os.PathLike[str] | None = None) -> str:
+    """``sqlite:///<home>/pool.db``, absolute (``home`` as :func:`qroll.home.qroll_home` takes it)."""
+    return f"sqlite:///{(qroll_home(home) / 'pool.db').resolve()}"
 
 
 def _undone(stat: Mapping[str, int]) -> int:

@@ -1,12 +1,18 @@
-"""``ExpManager``: the experiments of one MLflow tracking store, with its own client (no globals)."""
+"""``ExpManager``: the experiments of one MLflow tracking store, with its own client.
+
+A process shares one manager per store through :meth:`ExpManager.shared` (opening a store takes
+a second or more); a manager built directly is its own.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from qroll.errors import ExperimentNotFoundError, QrollError, RecordError
 from qroll.home import qroll_home
@@ -39,7 +45,9 @@ class ExpManager:
         ``<home>/artifacts`` for other databases, the server's choice for ``http(s)://``. Machines
         sharing a PostgreSQL store need a shared ``artifact_root``.
     home : path, optional
-        The qroll home (see :func:`qroll.home.qroll_home`), for the defaults.
+        The qroll home (see :func:`qroll.home.qroll_home`: default ``$QROLL_HOME`` or
+        ``./qroll_runs``), for the defaults; kept as :attr:`home`, where the runs trained through
+        this manager keep their feature cache.
 
     Raises
     ------
@@ -62,15 +70,21 @@ class ExpManager:
         The tracking URI (with credentials: never print it; ``display_uri`` is masked).
     client : mlflow.MlflowClient
         This manager's own client.
+    home : Path
+        The qroll home, absolute.
     page_size : int
         Runs fetched per search call when listing (MLflow allows up to 50,000).
     """
 
     page_size: int = 1000
 
-    def __init__(self, uri: str | None = None, artifact_root: str | None = None, home: Any = None) -> None:
+    _shared: ClassVar[dict[tuple[str | None, str | None, Path], ExpManager]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, uri: str | None = None, artifact_root: str | None = None,
+                 home: str | os.PathLike[str] | None = None) -> None:
+        self.home = root = qroll_home(home).resolve()
         if uri is None:
-            root = qroll_home(home).resolve()
             root.mkdir(parents=True, exist_ok=True)
             uri = f"sqlite:///{root / 'mlflow.db'}"
             if artifact_root is None:
@@ -82,7 +96,7 @@ class ExpManager:
         elif artifact_root is None and not uri.startswith(("http://", "https://", "databricks")):
             # Other databases (PostgreSQL, ...): under the qroll home, never the current directory.
             # Many machines sharing one store need a shared artifact_root (an artifact URI).
-            artifact_root = str(qroll_home(home).resolve() / "artifacts")
+            artifact_root = str(root / "artifacts")
         if artifact_root is not None and "://" not in artifact_root:
             artifact_root = str(Path(artifact_root).expanduser().resolve())
         # Spelt with a driver this Python has (postgresql+psycopg:// where psycopg2 is missing),
@@ -93,7 +107,28 @@ class ExpManager:
         self.uri = uri
         self.display_uri = mask_credentials(uri)
         self.artifact_root = artifact_root
-        self.client = connect(uri, self.display_uri)
+        self.client = connect(uri, self.display_uri, str(root / "artifacts"))
+
+    @classmethod
+    def shared(cls, uri: str | None = None, artifact_root: str | None = None,
+               home: str | os.PathLike[str] | None = None) -> ExpManager:
+        """The process's manager for these arguments, opened on first use and then reused.
+
+        The one registry of managers: pool workers, and runs unpickled in another process, open
+        each store once however many tasks they handle. Arguments as for :class:`ExpManager`.
+
+        Raises
+        ------
+        TrackingError
+            As :class:`ExpManager` does, on first use; nothing is registered then.
+        """
+        key = (uri, artifact_root, qroll_home(home).resolve())
+        with cls._shared_lock:
+            manager = cls._shared.get(key)
+            if manager is None:
+                # Under the lock: two threads opening one store at once would each open it.
+                manager = cls._shared[key] = cls(uri, artifact_root, home=key[2])
+            return manager
 
     def __repr__(self) -> str:
         return f"ExpManager(uri={self.display_uri!r}, artifact_root={self.artifact_root!r})"

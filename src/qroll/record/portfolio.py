@@ -37,6 +37,7 @@ from qroll.config.instance import resolve_class
 from qroll.config.placeholder import fill_placeholder
 from qroll.data.source import Source, open_source
 from qroll.errors import ConfigError, LoadObjectError, RecordSkippedWarning
+from qroll.home import data_uri
 from qroll.record.recorder import Recorder
 from qroll.record.records import RecordTemp, SignalRecord
 
@@ -302,7 +303,7 @@ class PortAnaRecord(RecordTemp):
         if self._source is None:
             arg = self._source_arg if self._source_arg is not None else self._task_source()
             if arg is None:
-                arg = os.environ.get("QROLL_DATA") or None
+                arg = data_uri()
             if arg is None:
                 raise ConfigError(
                     f"PortAnaRecord of run {self.recorder.id} needs the market data to backtest on: pass "

@@ -125,8 +125,10 @@ class Recorder:
         return hash(self.id)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A recorder crosses process boundaries (subprocess trainers) as its store and run id.
-        return _restore_recorder, (self.manager.uri, self.manager.artifact_root, self.id)
+        # A recorder crosses process boundaries (subprocess trainers) as its store, home and run id.
+        home = getattr(self.manager, "home", None)
+        return _restore_recorder, (self.manager.uri, self.manager.artifact_root, self.id,
+                                   None if home is None else str(home))
 
     def _store(self, action: str) -> AbstractContextManager[None]:
         return self.manager.store_call(action, subject=f" for run {self.id}")
@@ -415,15 +417,12 @@ def _proxy_repository(tracking_uri: str) -> Any:
         return _PROXIES[tracking_uri]
 
 
-_SHARED: dict[tuple[str, str | None], ExpManager] = {}
-
-
-def _restore_recorder(uri: str, artifact_root: str | None, run_id: str) -> Recorder:
+def _restore_recorder(uri: str, artifact_root: str | None, run_id: str, home: str | None = None) -> Recorder:
+    """A pickled recorder, on the process's shared manager of its store (pickles without a home,
+    from before it was kept, take this process's)."""
     from qroll.record.manager import ExpManager
 
-    manager = _SHARED.get((uri, artifact_root))
-    if manager is None:
-        manager = _SHARED[(uri, artifact_root)] = ExpManager(uri, artifact_root)
+    manager = ExpManager.shared(uri, artifact_root, home=home)
     with manager.store_call("get_run"):
         run = manager.client.get_run(run_id)
     return Recorder(manager, run)

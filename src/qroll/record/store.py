@@ -4,11 +4,18 @@ Opening a store checks first, within seconds, that it answers: MLflow itself ret
 unreachable database ten times with exponential back-off and a tracking server seven times with
 a 120 s timeout, minutes of silence before an error. Every message goes through
 :func:`mask_credentials`, so no password reaches a log.
+
+MLflow is imported through :func:`load_mlflow`, which lowers its loggers to WARNING once it is
+loaded (unless ``$MLFLOW_LOGGING_LEVEL`` says otherwise): its INFO lines say nothing to a qroll
+user. :func:`use_http_client_defaults` is the one place qroll writes ``os.environ``: MLflow reads
+its HTTP client's retry settings only from there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
 import os
 import sys
 import time
@@ -30,6 +37,7 @@ __all__ = [
     "PROBE_TIMEOUT_S",
     "connect",
     "driver_uri",
+    "load_mlflow",
     "probe_store",
     "use_http_client_defaults",
 ]
@@ -42,6 +50,23 @@ _TRUNCATED = "...[truncated {} chars]"
 STATUSES = ("SCHEDULED", "RUNNING", "FINISHED", "FAILED", "KILLED")
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 _NETWORK_DBS = {"postgresql", "postgres", "mysql", "mssql"}
+MLFLOW_LOG_LEVEL = logging.WARNING
+"""The level of MLflow's loggers once qroll loads MLflow (where ``$MLFLOW_LOGGING_LEVEL`` is unset)."""
+
+
+@functools.cache
+def load_mlflow() -> None:
+    """Import MLflow, then set its loggers to :data:`MLFLOW_LOG_LEVEL` (once per process).
+
+    MLflow sets its loggers' level when it is imported, from ``$MLFLOW_LOGGING_LEVEL`` (default
+    INFO), so the level can only be lowered afterwards. A user who set that variable keeps it.
+    Every qroll path to a store calls this first (:func:`connect`, :func:`probe_store`).
+    """
+    import mlflow  # noqa: F401  (configures its loggers)
+
+    if "MLFLOW_LOGGING_LEVEL" not in os.environ:
+        logging.getLogger("mlflow").setLevel(MLFLOW_LOG_LEVEL)
+
 
 def ms_to_dt(ms: int | None) -> dt.datetime | None:
     return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
@@ -165,6 +190,7 @@ def probe_store(uri: str, shown: str) -> None:
     if kind in _NETWORK_DBS:
         _probe_database(uri, shown, kind)
     elif kind in ("http", "https"):
+        load_mlflow()
         _probe_http(uri, shown)
 
 
@@ -183,7 +209,11 @@ HTTP_CLIENT_DEFAULTS = {
 def use_http_client_defaults() -> None:
     """Set :data:`HTTP_CLIENT_DEFAULTS` in this process's environment, where the user set none.
 
-    MLflow reads these variables at each request, for every client of the process.
+    The one place qroll writes ``os.environ``, on purpose: MLflow 3 reads its HTTP client's
+    retries, back-off, timeout and URL printing only from environment variables
+    (``mlflow.environment_variables``, read by ``mlflow.utils.rest_utils.http_request`` at each
+    request), and its clients take no such settings. So they hold for every client of the
+    process, and for the processes it starts.
     """
     for name, value in HTTP_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -248,17 +278,26 @@ def _driver_ok(uri: str) -> bool:
     return True
 
 
-def connect(uri: str, shown: str) -> MlflowClient:
-    """A client on ``uri`` after checking, quickly, that the store answers."""
+def connect(uri: str, shown: str, default_artifacts: str) -> MlflowClient:
+    """A client on ``uri`` after checking, quickly, that the store answers.
+
+    Parameters
+    ----------
+    uri, shown : str
+        The tracking URI, and the same with its credentials masked (for messages).
+    default_artifacts : str
+        Where the ``Default`` experiment of a database store created here keeps its artifacts
+        (``<home>/artifacts``).
+    """
+    load_mlflow()
     kind = urlsplit(uri).scheme.lower().split("+", 1)[0]
     if kind == "sqlite":
         _check_sqlite(uri, shown)
     elif kind in _NETWORK_DBS:
         _probe_database(uri, shown, kind)
-        from qroll.home import qroll_home
         from qroll.record.creation import ensure_database_store
 
-        ensure_database_store(uri, shown, str(qroll_home().resolve() / "artifacts"))
+        ensure_database_store(uri, shown, default_artifacts)
     elif kind in ("http", "https"):
         _probe_http(uri, shown)
     from mlflow.tracking import MlflowClient

@@ -2,13 +2,14 @@
 
 A pool result is ``{"recorder_id": ..., "experiment": ..., "tracking_uri": ...}``: enough for any
 process to find the run again (:func:`result_recorder`). The functions here are module-level so
-spawned worker processes can import them by name; the tracking store and the experiment travel as
-keyword arguments.
+spawned worker processes can import them by name; the tracking store, the experiment, the qroll
+home, the market data and the store wait travel as keyword arguments, never through the
+environment. Each process opens a store once (:meth:`ExpManager.shared <qroll.record.ExpManager.shared>`).
 
 A tracking store that goes away while a task trains (a tracking server stopped, a PostgreSQL
 backend restarted) does not fail the task: the entry points wait for the store, with growing
-pauses, for at most ``store_wait`` seconds (default :data:`DEFAULT_STORE_WAIT_S`, or
-``$QROLL_STORE_WAIT``). If it answers again, the runs the outage left RUNNING or FAILED under
+pauses, for at most ``store_wait`` seconds (see :func:`qroll.home.store_wait`: default
+``$QROLL_STORE_WAIT`` or 60). If it answers again, the runs the outage left RUNNING or FAILED under
 this lease are ended KILLED (tagged ``qroll.ended_by``) and the task is trained again; a run the
 store had already FINISHED is reused. If not, :class:`~qroll.errors.TaskDeferredError` gives the
 task back to the pool unrun, no attempt used, and the worker stops. Either way no half-recorded
@@ -24,7 +25,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from qroll.config import task_hash
-from qroll.errors import ConfigError, RecordError, TaskDeferredError, TrackingError
+from qroll.errors import RecordError, TaskDeferredError, TrackingError
+from qroll.home import STORE_WAIT_ENV
+from qroll.home import store_wait as store_wait_bound
 from qroll.messages import mask_credentials
 from qroll.pool.polling import Poll
 from qroll.pool.run import PoolLease, takes_keyword
@@ -35,37 +38,20 @@ from qroll.train.task import begin_task_train, end_task_train, task_train
 from qroll.train.trainer import PHASE_BEGIN, PHASE_END, TAG_PHASE, finished_runs
 
 __all__ = [
-    "DEFAULT_STORE_WAIT_S",
-    "STORE_WAIT_ENV",
     "begin_task_train_entry",
     "end_orphaned_runs",
     "end_outage_runs",
     "end_task_train_entry",
-    "manager_for",
     "recorder_result",
     "result_recorder",
-    "store_wait_seconds",
     "task_train_entry",
 ]
 
 log = logging.getLogger("qroll.train")
 
-DEFAULT_STORE_WAIT_S = 60.0  # seconds a worker waits for a tracking store that went away
-STORE_WAIT_ENV = "QROLL_STORE_WAIT"  # overrides the default; inherited by spawned workers
 _FIRST_PAUSE_S, _MAX_PAUSE_S = 0.5, 8.0  # pauses between looks at a store that is down, doubling
 
 T = TypeVar("T")
-
-# One ExpManager per store and process: opening an MLflow store takes a second or more.
-_MANAGERS: dict[tuple[str | None, str | None], ExpManager] = {}
-
-
-def manager_for(tracking: str | None, artifact_root: str | None = None) -> ExpManager:
-    """The process's :class:`ExpManager` for ``tracking`` (``None``: the qroll home's store)."""
-    key = (tracking, artifact_root)
-    if key not in _MANAGERS:
-        _MANAGERS[key] = ExpManager(tracking, artifact_root)
-    return _MANAGERS[key]
 
 
 def recorder_result(rec: Recorder, experiment: str) -> dict[str, str]:
@@ -95,7 +81,8 @@ def result_recorder(res: Any, exp_manager: ExpManager | None = None) -> Recorder
     if exp_manager is not None and (uri is None or uri == exp_manager.uri):
         manager = exp_manager
     else:
-        manager = manager_for(uri, exp_manager.artifact_root if exp_manager is not None else None)
+        manager = ExpManager.shared(uri, exp_manager.artifact_root if exp_manager is not None else None,
+                                    home=exp_manager.home if exp_manager is not None else None)
     return manager.get_exp(str(res["experiment"])).get_recorder(str(res["recorder_id"]))
 
 
@@ -144,37 +131,19 @@ def end_orphaned_runs(manager: ExpManager, experiment: str, lease: PoolLease) ->
 
 
 def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None,
-                  phase: Mapping[str, str] | None = None) -> dict[str, Any]:
-    # A custom train_func without a tags parameter still works; its runs just cannot be cleaned
-    # (and its phase is tagged once it returns).
+                  phase: Mapping[str, str] | None = None, data: str | None = None) -> dict[str, Any]:
+    # A custom train_func without a tags (or data) parameter still works; its runs just cannot
+    # be cleaned (and its phase is tagged once it returns), and its handlers find their own data.
     tags = {**(lease_tags(lease) if lease is not None else {}), **(phase or {})}
-    if not tags or not takes_keyword(train_func, "tags"):
-        return {}
-    return {"tags": tags}
+    kwargs: dict[str, Any] = {}
+    if tags and takes_keyword(train_func, "tags"):
+        kwargs["tags"] = tags
+    if data is not None and takes_keyword(train_func, "data"):
+        kwargs["data"] = data
+    return kwargs
 
 
 # -- a tracking store that goes away -------------------------------------------------------------
-
-
-def store_wait_seconds(store_wait: float | None = None) -> float:
-    """The bound, in seconds, on waiting for a tracking store that went away.
-
-    ``store_wait`` if given, else ``$QROLL_STORE_WAIT``, else :data:`DEFAULT_STORE_WAIT_S`.
-
-    Raises
-    ------
-    ConfigError
-        If the value is not a number of seconds >= 0.
-    """
-    raw: Any = store_wait if store_wait is not None else os.environ.get(STORE_WAIT_ENV, DEFAULT_STORE_WAIT_S)
-    try:
-        seconds = float(raw)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds >= 0:  # also NaN
-        where = "store_wait" if store_wait is not None else f"${STORE_WAIT_ENV}"
-        raise ConfigError(f"{where}={raw!r} must be a number of seconds >= 0, e.g. 60")
-    return seconds
 
 
 def _store_down(uri: str) -> TrackingError | None:
@@ -225,7 +194,7 @@ def end_outage_runs(manager: ExpManager, experiment: str, lease: PoolLease) -> l
 
 
 def _through_outages(attempt: Callable[[ExpManager], T], *, tracking: str | None, artifact_root: str | None,
-                     store_wait: float | None, lease: PoolLease | None,
+                     home: str | os.PathLike[str] | None, wait: float | None, lease: PoolLease | None,
                      after_outage: Callable[[ExpManager], Any] | None = None) -> T:
     """``attempt(manager)``, again after each outage of the store, within the wait's bound.
 
@@ -233,11 +202,11 @@ def _through_outages(attempt: Callable[[ExpManager], T], *, tracking: str | None
     is the task's own and propagates (the pool counts an attempt). ``after_outage`` cleans up
     once the store is back, before the next try.
     """
-    bound = store_wait_seconds(store_wait)
+    bound = store_wait_bound(wait)
     deadline: float | None = None
     while True:
         try:
-            manager = manager_for(tracking, artifact_root)
+            manager = ExpManager.shared(tracking, artifact_root, home=home)
             if deadline is not None and after_outage is not None:
                 after_outage(manager)
             return attempt(manager)
@@ -257,7 +226,7 @@ def _through_outages(attempt: Callable[[ExpManager], T], *, tracking: str | None
                 raise TaskDeferredError(
                     f"tracking store {shown} did not answer for {bound:.0f} s ({down}); {where} "
                     "goes back to the pool unrun; start the store (or fix the address) and the "
-                    f"workers again (${STORE_WAIT_ENV} sets the wait)"
+                    f"workers again (--store-wait or ${STORE_WAIT_ENV} sets the wait)"
                 ) from exc
             log.warning("tracking store %s answers again: running the task again", shown)
 
@@ -270,7 +239,9 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
                      train_func: Callable[..., Recorder] = task_train,
                      reuse_finished: bool = True,
                      pool_lease: PoolLease | None = None,
-                     store_wait: float | None = None) -> dict[str, str]:
+                     store_wait: float | None = None,
+                     home: str | os.PathLike[str] | None = None,
+                     data: str | None = None) -> dict[str, str]:
     """Train one pool task with ``train_func`` and return its run as a pool result (JSON).
 
     Parameters
@@ -294,7 +265,13 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
         takes ``tags``).
     store_wait : float, optional
         Seconds to wait for a tracking store that went away (see the module docstring); default
-        :func:`store_wait_seconds`'s.
+        :func:`qroll.home.store_wait`'s.
+    home : path, optional
+        The qroll home: the default store's and the feature cache's (the manager ``train_func``
+        gets carries it); default :func:`qroll.home.qroll_home`'s.
+    data : str, optional
+        The market data of a handler that names none, given to a ``train_func`` that takes
+        ``data`` (as :func:`~qroll.train.task_train` does); the task itself is left as it is.
 
     Returns
     -------
@@ -313,11 +290,12 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
         rec = _finished_run(manager, experiment, task) if reuse_finished else None
         if rec is None:
             rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
-                             **_train_kwargs(train_func, pool_lease))
+                             **_train_kwargs(train_func, pool_lease, data=data))
         return recorder_result(rec, experiment)
 
-    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, store_wait=store_wait,
-                            lease=pool_lease, after_outage=_outage_cleanup(experiment, pool_lease))
+    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, home=home,
+                            wait=store_wait, lease=pool_lease,
+                            after_outage=_outage_cleanup(experiment, pool_lease))
 
 
 def _outage_cleanup(experiment: str, lease: PoolLease | None) -> Callable[[ExpManager], Any] | None:
@@ -330,10 +308,11 @@ def begin_task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking
                            artifact_root: str | None = None, recorder_name: str | None = None,
                            train_func: Callable[..., Recorder] = begin_task_train,
                            pool_lease: PoolLease | None = None,
-                           store_wait: float | None = None) -> dict[str, str]:
+                           store_wait: float | None = None,
+                           home: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Phase 1 of a delay pool trainer: record the task (:func:`begin_task_train`); its result.
 
-    ``pool_lease`` and ``store_wait`` as for :func:`task_train_entry`.
+    ``pool_lease``, ``store_wait`` and ``home`` as for :func:`task_train_entry`.
     """
 
     def attempt(manager: ExpManager) -> dict[str, str]:
@@ -345,26 +324,31 @@ def begin_task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking
         rec.set_tags(**phase)
         return recorder_result(rec, experiment)
 
-    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, store_wait=store_wait,
-                            lease=pool_lease, after_outage=_outage_cleanup(experiment, pool_lease))
+    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, home=home,
+                            wait=store_wait, lease=pool_lease,
+                            after_outage=_outage_cleanup(experiment, pool_lease))
 
 
 def end_task_train_entry(res: Mapping[str, Any], *, experiment: str, tracking: str | None = None,
                          artifact_root: str | None = None,
                          train_func: Callable[..., Recorder] = end_task_train,
                          pool_lease: PoolLease | None = None,
-                         store_wait: float | None = None) -> dict[str, str]:
+                         store_wait: float | None = None,
+                         home: str | os.PathLike[str] | None = None,
+                         data: str | None = None) -> dict[str, str]:
     """Phase 2: fit the run phase 1 recorded (``res`` is its pool result); the result again.
 
     After an outage of the store the same run is resumed and fitted again: it is the run the
-    pool's result names, so it is never ended as an outage's leftover.
+    pool's result names, so it is never ended as an outage's leftover. ``store_wait``, ``home``
+    and ``data`` as for :func:`task_train_entry`.
     """
 
     def attempt(manager: ExpManager) -> dict[str, str]:
         rec = result_recorder(res, manager)
-        done = train_func(rec, experiment, exp_manager=rec.manager)
+        done = train_func(rec, experiment, exp_manager=rec.manager,
+                          **_train_kwargs(train_func, None, data=data))
         done.set_tags(**{TAG_PHASE: PHASE_END})
         return recorder_result(done, experiment)
 
-    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, store_wait=store_wait,
-                            lease=pool_lease)
+    return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, home=home,
+                            wait=store_wait, lease=pool_lease)

@@ -58,9 +58,11 @@ class TrainerRM(Trainer):
     default_rec_name : str, optional
         The run name of every task.
     pool_url : str, optional
-        The pool database; default ``sqlite:///<qroll_home()>/pool.db``.
+        The pool database; default ``sqlite:///<home>/pool.db``, the home of ``exp_manager``
+        (else :func:`qroll.home.qroll_home`'s).
     exp_manager : ExpManager, optional
-        The tracking store; workers open the same URI. Default the qroll home's store.
+        The tracking store; workers open the same URI, with its home (where they keep the feature
+        cache). Default the qroll home's store.
     n_workers : int, default 1
         Local worker processes (spawned) started by :meth:`train`; 0 starts none.
     timeout : float, optional
@@ -122,7 +124,7 @@ class TrainerRM(Trainer):
         self.train_func = train_func
         self.skip_run_task = skip_run_task
         self.default_rec_name = default_rec_name
-        self.pool_url = pool_url or default_url()
+        self.pool_url = pool_url or default_url(exp_manager.home if exp_manager is not None else None)
         self.exp_manager = exp_manager
         self.n_workers = n_workers
         self.timeout = timeout
@@ -159,7 +161,9 @@ class TrainerRM(Trainer):
                            max_attempts=self.max_attempts)
 
     def _entry_kwargs(self, name: str) -> dict[str, Any]:
-        return {"experiment": name, "tracking": self.manager.uri, "artifact_root": self.manager.artifact_root}
+        manager = self.manager
+        return {"experiment": name, "tracking": manager.uri, "artifact_root": manager.artifact_root,
+                "home": str(manager.home)}
 
     def _start_workers(self, n: int, pool: str, name: str, query: dict[str, Any], before: str, after: str,
                        task_func: Callable[..., Any],
@@ -334,7 +338,8 @@ class TrainerRM(Trainer):
         name, pool = self._names(experiment_name)
         run_workers(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
              stop_when_empty=stop_when_empty, artifact_root=self.manager.artifact_root,
-             train_func=train_func or self.train_func, recorder_name=self.default_rec_name)
+             train_func=train_func or self.train_func, recorder_name=self.default_rec_name,
+             home=self.manager.home)
 
 
 class DelayTrainerRM(TrainerRM):
@@ -424,5 +429,6 @@ class DelayTrainerRM(TrainerRM):
         name, pool = self._names(experiment_name)
         run_workers(self.pool_url, pool, name, self.manager.uri, lease_seconds=self.lease_seconds,
              stop_when_empty=stop_when_empty, artifact_root=self.manager.artifact_root,
-             train_func=end_train_func or self.end_train_func, before_status=PART_DONE)
+             train_func=end_train_func or self.end_train_func, before_status=PART_DONE,
+             home=self.manager.home)
 

@@ -15,18 +15,23 @@ On a cluster every node must reach the pool database and the tracking store: use
 (``postgresql://...``) for both, or a tracking server; a ``sqlite:///`` path works only when all
 workers share that file system (a local Ray instance, or nodes on one machine). Every node must
 also import the task's code (``--train-func``) and qroll itself: Ray ships neither.
+
+The driver's settings reach the workers as arguments, resolved once on the driver: its qroll
+home (where a default pool, store and feature cache are), the market data of a handler that
+names none (``$QROLL_DATA``) and the store wait. Nothing travels through the workers'
+environment.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Mapping
 from typing import Any
 
 from qroll.errors import ConfigError, RayClusterError
-from qroll.home import qroll_home
+from qroll.home import data_uri, qroll_home
+from qroll.home import store_wait as store_wait_bound
 from qroll.messages import mask_credentials
 
 __all__ = ["MAX_RETRIES", "check_address", "work_on_ray"]
@@ -126,7 +131,9 @@ def work_on_ray(address: str | None, workers: int, *, num_cpus: float = 1.0, **w
         a node with ``C`` CPUs runs at most ``C / num_cpus`` workers at once; the others wait.
     **work_kwargs
         What :func:`qroll.train.workers.run_workers` takes, except ``concurrency``: ``pool_url``,
-        ``pool_name``, ``experiment``, ``tracking``, ``lease_seconds``, ``stop_when_empty``, ...
+        ``pool_name``, ``experiment``, ``tracking``, ``lease_seconds``, ``stop_when_empty``,
+        ``home``, ``store_wait``, ``data``, ... The last three (and a default ``pool_url``, the
+        home's pool) are resolved here, on the driver, and passed to every worker.
 
     Returns
     -------
@@ -138,7 +145,8 @@ def work_on_ray(address: str | None, workers: int, *, num_cpus: float = 1.0, **w
     Raises
     ------
     ConfigError
-        Ray is not installed, ``workers`` is below 1, or the address is malformed.
+        Ray is not installed, ``workers`` is below 1, the address is malformed, or the store
+        wait is not a number of seconds >= 0.
     RayClusterError
         The cluster cannot be reached, or the address is not a Ray cluster.
     QrollError
@@ -151,23 +159,26 @@ def work_on_ray(address: str | None, workers: int, *, num_cpus: float = 1.0, **w
     except ImportError as exc:
         raise ConfigError("qroll worker --ray needs Ray: pip install 'qroll[ray]'") from exc
     from qroll.errors import QrollError
-    from qroll.pool.manager import TaskManager
+    from qroll.pool.manager import TaskManager, default_url
 
+    # Workers find defaults (pool.db, mlflow.db, the feature cache) under the driver's qroll
+    # home, and take the driver's data and store wait: all resolved here, once.
+    home = qroll_home(work_kwargs.get("home")).resolve()
+    work_kwargs = {**work_kwargs, "home": str(home),
+                   "store_wait": store_wait_bound(work_kwargs.get("store_wait")),
+                   "data": data_uri(work_kwargs.get("data")),
+                   "pool_url": work_kwargs.get("pool_url") or default_url(home)}
     # A bad address or pool fails here, in one line, before any Ray process starts; the address
     # first, since opening a new SQLite pool creates its file.
     if address is not None:
         check_address(address)
-    TaskManager(work_kwargs["pool_name"], work_kwargs.get("pool_url")).close()
+    TaskManager(work_kwargs["pool_name"], work_kwargs["pool_url"]).close()
     where = "a local Ray instance" if address is None else f"the Ray cluster at {mask_credentials(address)}"
-    # Workers find defaults (pool.db, mlflow.db, the feature cache) under the driver's qroll home,
-    # and take the driver's other qroll settings (QROLL_STORE_WAIT, QROLL_DATA, ...).
-    env = {k: v for k, v in os.environ.items() if k.startswith("QROLL_")}
-    env["QROLL_HOME"] = str(qroll_home().resolve())
     try:
         # "local", not None: ray.init(None) joins the cluster this machine last started with
         # `ray start`, if any, where a local instance was asked for.
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=True,
-                 ignore_reinit_error=True, runtime_env={"env_vars": env})
+                 ignore_reinit_error=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayClusterError(f"cannot reach {where}: {str(exc).splitlines()[0]}; check the address "
                               "(ray://HOST:10001, HOST:6379 or auto) and that the cluster is up") from exc

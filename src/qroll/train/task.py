@@ -3,22 +3,30 @@
 A task is Qlib's dict ``{"model": CFG, "dataset": CFG, "record": [CFG | "Name", ...]}``.
 Placeholders (``<dataset.kwargs.segments.train.0>``, ``<MODEL>``, ``<DATASET>``) are filled **in a
 copy, before** the objects they configure are built; the caller's dict is never modified.
+
+The run's qroll home (its manager's, :attr:`ExpManager.home <qroll.record.ExpManager.home>`) is
+where a qroll handler built from the task keeps its feature cache: the handler is built from a
+copy of its config with ``home`` set, so the task, its hash and its stored artifacts stay as given.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from qroll.config import fill_placeholder, init_instance_by_config, resolve_class
 from qroll.data.dataset import DatasetH
+from qroll.data.handler import DataHandlerLP
 from qroll.errors import ConfigError, TaskConfigError
 from qroll.models.base import Model
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import run_name, task_tags
+from qroll.tasks import shape
 
 __all__ = ["begin_task_train", "check_task", "end_task_train", "flatten_task", "task_train"]
 
@@ -49,12 +57,56 @@ def _log_task_info(rec: Recorder, task: Mapping[str, Any]) -> None:
     rec.save_json("task.json", task)
 
 
-def _exe_task(rec: Recorder, task: Mapping[str, Any]) -> None:
+def _takes(cls: type, name: str) -> bool:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _handler_settings(task: Mapping[str, Any], home: str | os.PathLike[str],
+                      data: str | None = None) -> Mapping[str, Any]:
+    """``task`` with its qroll handler given ``home`` (and ``data`` as its default source).
+
+    Only a handler config (``{"class": ..., "kwargs": ...}``) naming a
+    :class:`~qroll.data.handler.DataHandlerLP` that takes ``home`` is changed, and a ``home`` or
+    ``source`` it already has wins. The dicts on the way to the handler's kwargs are copied, so
+    ``task`` itself is left as it is (and nothing else of it is copied).
+
+    Examples
+    --------
+    >>> task = {"dataset": {"kwargs": {"handler": {"class": "Alpha158", "kwargs": {}}}}}
+    >>> _handler_settings(task, "/tmp/h")["dataset"]["kwargs"]["handler"]["kwargs"]
+    {'home': '/tmp/h'}
+    >>> task["dataset"]["kwargs"]["handler"]["kwargs"]
+    {}
+    """
+    handler = shape.handler_config(task)
+    if not isinstance(handler, Mapping):
+        return task  # a path or an object: built elsewhere, with its own settings
+    cls = resolve_class(handler)
+    given = handler.get("kwargs")
+    ours = isinstance(cls, type) and issubclass(cls, DataHandlerLP) and _takes(cls, "home")
+    if not ours or not (given is None or isinstance(given, Mapping)):
+        return task  # another handler; or malformed kwargs, which building the handler reports
+    kwargs = {**(given or {})}
+    kwargs.setdefault("home", os.fspath(home))
+    if data is not None:
+        kwargs.setdefault("source", data)
+    dataset = task["dataset"]
+    handler = {**handler, "kwargs": kwargs}
+    return {**task, "dataset": {**dataset, "kwargs": {**dataset["kwargs"], "handler": handler}}}
+
+
+def _exe_task(rec: Recorder, task: Mapping[str, Any], home: str | os.PathLike[str],
+              data: str | None = None) -> None:
     # Config placeholders (<dataset.kwargs.segments.train.0>) first, so the handler is built with
     # real dates; <MODEL>/<DATASET> stay until those objects exist.
     filled = fill_placeholder(task, {})
     model = init_instance_by_config(filled["model"], accept_types=Model)
-    dataset = init_instance_by_config(filled["dataset"], accept_types=DatasetH)
+    built = _handler_settings(filled, home, data)
+    dataset = init_instance_by_config(built["dataset"], accept_types=DatasetH)
     reweighter = filled.get("reweighter")
     if isinstance(reweighter, (Mapping, str)):
         reweighter = init_instance_by_config(reweighter)
@@ -134,6 +186,9 @@ def task_train(
     recorder_name: str | None = None,
     exp_manager: ExpManager | None = None,
     tags: Mapping[str, str] | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
+    data: str | None = None,
 ) -> Recorder:
     """Build the task's model and dataset, fit, run its records; return the FINISHED run.
 
@@ -146,14 +201,18 @@ def task_train(
     The run is named ``recorder_name``, or else after the task (``LGBModel test
     2019-01-01..2019-03-29``, see :func:`~qroll.record.tags.run_name`) rather than Qlib's
     ``mlflow_recorder``, so the MLflow UI tells the windows apart.
+
+    ``home`` (default: the manager's) is where the task's qroll handler keeps its feature cache,
+    and ``data`` the source of a handler that names none (default ``$QROLL_DATA`` or the
+    synthetic market); neither changes the task as recorded, nor its hash.
     """
     check_task(task_config)
-    manager = exp_manager or ExpManager()
+    manager = exp_manager or ExpManager(home=home)
     exp = manager.get_exp(experiment_name)
     name = recorder_name or run_name(task_config)
     with exp.start_recorder(name, tags={**task_tags(task_config), **(tags or {})}) as rec:
         _log_task_info(rec, task_config)
-        _exe_task(rec, task_config)
+        _exe_task(rec, task_config, home if home is not None else manager.home, data)
     return rec
 
 
@@ -163,31 +222,38 @@ def begin_task_train(
     recorder_name: str | None = None,
     exp_manager: ExpManager | None = None,
     tags: Mapping[str, str] | None = None,
+    *,
+    home: str | os.PathLike[str] | None = None,
 ) -> Recorder:
     """Phase 1 of a delay trainer: record the task only (a FINISHED run holding ``task``).
 
-    The run is named as by :func:`task_train`.
+    The run is named as by :func:`task_train`; ``home`` is the default store's when no
+    ``exp_manager`` is given.
     """
     _check(task_config)
-    exp = (exp_manager or ExpManager()).get_exp(experiment_name)
+    exp = (exp_manager or ExpManager(home=home)).get_exp(experiment_name)
     name = recorder_name or run_name(task_config)
     with exp.start_recorder(name, tags={**task_tags(task_config), **(tags or {})}) as rec:
         _log_task_info(rec, task_config)
     return rec
 
 
-def end_task_train(rec: Recorder, experiment_name: str, exp_manager: ExpManager | None = None) -> Recorder:
+def end_task_train(rec: Recorder, experiment_name: str, exp_manager: ExpManager | None = None, *,
+                   home: str | os.PathLike[str] | None = None, data: str | None = None) -> Recorder:
     """Phase 2: fit the task recorded by :func:`begin_task_train`, in the same run.
+
+    ``home`` and ``data`` as for :func:`task_train`.
 
     Raises
     ------
     RecordError
         If the run does not exist in the experiment (Qlib silently starts a new one).
     """
-    exp = (exp_manager or ExpManager()).get_exp(experiment_name)
+    manager = exp_manager or ExpManager(home=home)
+    exp = manager.get_exp(experiment_name)
     current = exp.get_recorder(rec.id)
     with current.resume():
         task = current.load_object("task")
-        _exe_task(current, task)
+        _exe_task(current, task, home if home is not None else manager.home, data)
     current.refresh()
     return current
