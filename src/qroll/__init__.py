@@ -50,6 +50,7 @@ from qroll.data import (
     ZScoreNorm,
     open_source,
 )
+from qroll.data.asof import AsOfSource
 from qroll.data.source import register_source
 from qroll.errors import (
     CalendarError,
@@ -93,6 +94,14 @@ from qroll.errors import (
 )
 from qroll.experiment import RollingExperiment
 from qroll.models import LGBModel, LinearModel, Model
+from qroll.online import (
+    LabelUpdater,
+    OnlineManager,
+    OnlineStrategy,
+    OnlineToolR,
+    PredUpdater,
+    RollingStrategy,
+)
 from qroll.pool import PoolBackend, TaskManager, register_backend, run_task
 from qroll.record import (
     Experiment,
@@ -132,6 +141,7 @@ except _PackageNotFoundError:  # running from a source tree that was never insta
 __all__ = [
     "Alpha158",
     "Alpha360",
+    "AsOfSource",
     "AverageEnsemble",
     "CSRankNorm",
     "CSZFillna",
@@ -166,6 +176,7 @@ __all__ = [
     "Group",
     "LGBModel",
     "LabelLeakWarning",
+    "LabelUpdater",
     "LeaseLostError",
     "LinearModel",
     "LoadObjectError",
@@ -176,6 +187,9 @@ __all__ = [
     "ModelError",
     "MultiHorizonGenBase",
     "NotSerializableError",
+    "OnlineManager",
+    "OnlineStrategy",
+    "OnlineToolR",
     "OutOfCalendarError",
     "PoolBackend",
     "PoolConfigError",
@@ -185,6 +199,7 @@ __all__ = [
     "PoolSchemaError",
     "PoolTimeoutError",
     "PortAnaRecord",
+    "PredUpdater",
     "ProcessInf",
     "Processor",
     "ProcessorError",
@@ -201,6 +216,7 @@ __all__ = [
     "RollingExperiment",
     "RollingGen",
     "RollingGroup",
+    "RollingStrategy",
     "RunConfig",
     "SegmentError",
     "SigAnaRecord",

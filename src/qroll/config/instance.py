@@ -55,6 +55,11 @@ QLIB_EQUIVALENTS: dict[str, str] = {
     "qlib.contrib.strategy.TopkDropoutStrategy": "qroll.backtest.strategy:TopkDropoutStrategy",
     "qlib.contrib.strategy.signal_strategy.TopkDropoutStrategy":
         "qroll.backtest.strategy:TopkDropoutStrategy",
+    "qlib.workflow.online.manager.OnlineManager": "qroll.online.manager:OnlineManager",
+    "qlib.workflow.online.strategy.RollingStrategy": "qroll.online.strategy:RollingStrategy",
+    "qlib.workflow.online.utils.OnlineToolR": "qroll.online.tool:OnlineToolR",
+    "qlib.workflow.online.update.PredUpdater": "qroll.online.update:PredUpdater",
+    "qlib.workflow.online.update.LabelUpdater": "qroll.online.update:LabelUpdater",
 }
 """Qlib classes that qroll re-implements: full Qlib name to qroll ``"module:Class"``."""
 
@@ -91,6 +96,11 @@ QROLL_CLASSES: dict[str, str] = {
     "TanhProcess": "qroll.data.processors:TanhProcess",
     "ZScoreNorm": "qroll.data.processors:ZScoreNorm",
     "TopkDropoutStrategy": "qroll.backtest.strategy:TopkDropoutStrategy",
+    "OnlineManager": "qroll.online.manager:OnlineManager",
+    "RollingStrategy": "qroll.online.strategy:RollingStrategy",
+    "OnlineToolR": "qroll.online.tool:OnlineToolR",
+    "PredUpdater": "qroll.online.update:PredUpdater",
+    "LabelUpdater": "qroll.online.update:LabelUpdater",
 }
 """qroll's own classes by short name, for configs without ``module_path``."""
 

@@ -17,21 +17,29 @@ __all__ = [
     "STATUS_END",
     "STATUS_KEY",
     "KIND_MERGED",
+    "OFFLINE",
+    "ONLINE",
     "TAG_BACKTEST_HASH",
     "TAG_BENCHMARK",
     "TAG_HASH",
     "TAG_ENDED_BY",
+    "TAG_EXTENDED",
     "TAG_HOST",
     "TAG_KIND",
     "TAG_MERGED_END",
     "TAG_MERGED_FROM",
     "TAG_MERGED_START",
     "TAG_MODEL",
+    "TAG_ONLINE",
+    "TAG_ONLINE_SINCE",
+    "TAG_ONLINE_UNTIL",
     "TAG_POOL",
     "TAG_POOL_ID",
     "TAG_POOL_LEASE",
     "TAG_TEST_END",
     "TAG_TEST_START",
+    "TAG_TEMPLATE",
+    "TAG_WINDOW_KEY",
     "model_name",
     "run_name",
     "task_segment",
@@ -58,6 +66,18 @@ TAG_MERGED_END = "qroll.merged_end"
 TAG_MERGED_FROM = "qroll.merged_from"
 TAG_BACKTEST_HASH = "qroll.backtest_hash"
 TAG_BENCHMARK = "qroll.benchmark"
+# The fit a run holds, whatever its test end (qroll.tasks.shape.window_key): a window is trained once.
+TAG_WINDOW_KEY = "qroll.window_key"
+# Online rolling (qroll.online): Qlib's online_status tag, the as-of days a run went online and
+# offline, and the template whose windows it rolls (a digest of the template as the strategy got it).
+TAG_ONLINE = "online_status"
+ONLINE, OFFLINE = "online", "offline"
+TAG_ONLINE_SINCE = "qroll.online_since"
+TAG_ONLINE_UNTIL = "qroll.online_until"
+TAG_TEMPLATE = "qroll.template"
+# The run's online extension artifacts (pred_online.pkl, ...), comma-separated; set before the first
+# is written, so a reader that finds no tag need not look for one.
+TAG_EXTENDED = "qroll.extended"
 
 # Qlib's train_status tag: "begin" once train() hands the run back, "end" after end_train().
 STATUS_KEY = "train_status"
@@ -124,7 +144,8 @@ def task_tags(task: Mapping[str, Any], test_key: str | None = None) -> dict[str,
     -------
     dict of str
         ``qroll.task_hash``, ``qroll.model``, ``hostname`` and, when the task has a test segment,
-        ``qroll.test_start`` / ``qroll.test_end`` (``YYYY-MM-DD``; ``""`` for an open end).
+        ``qroll.test_start`` / ``qroll.test_end`` (``YYYY-MM-DD``; ``""`` for an open end) and
+        ``qroll.window_key`` (:func:`~qroll.tasks.shape.window_key`).
 
     Raises
     ------
@@ -148,4 +169,5 @@ def task_tags(task: Mapping[str, Any], test_key: str | None = None) -> dict[str,
     span = task_segment(task, key)
     if span is not None:
         tags[TAG_TEST_START], tags[TAG_TEST_END] = (shape.format_day(p, open_end="") for p in span)
+        tags[TAG_WINDOW_KEY] = shape.window_key(task, key)
     return tags

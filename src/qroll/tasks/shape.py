@@ -21,11 +21,13 @@ Days are shown as ``2019-01-02`` (the full ISO time when it is not midnight); a 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import pandas as pd
 
+from qroll.config import task_hash
 from qroll.errors import ConfigError, TaskGenError
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "set_test_key",
     "task_segment",
     "task_test_key",
+    "window_key",
     "window_text",
 ]
 
@@ -351,3 +354,58 @@ def handler_param(name: str) -> str:
     'dataset.kwargs.handler.kwargs.instruments'
     """
     return ".".join((*HANDLER_PATH, "kwargs", name))
+
+
+def window_key(task: Mapping[str, Any], test_key: str | None = None) -> str:
+    """The identity of a task's *fit*: its :func:`~qroll.config.task_hash` without the test end.
+
+    A model is fitted on its train (and valid) segments only; the end of its test segment, and
+    the handler's ``end_time`` that :func:`~qroll.tasks.gen.handler_mod` ties to it, decide how
+    far it predicts, not what it learns. So two tasks that differ only there are one window: an
+    offline window closed by its successor's start and the same window rolled open-ended online
+    (test end ``None``, handler end ``None``: it predicts up to the as-of day) are never trained
+    twice. Runs are tagged with it (``qroll.window_key``, :func:`~qroll.record.tags.task_tags`).
+
+    Parameters
+    ----------
+    task : dict
+        A task.
+    test_key : str, optional
+        The test segment's name; default the task's own (:func:`task_test_key`).
+
+    Returns
+    -------
+    str
+        64 hexadecimal characters: the hash of a copy of ``task`` whose test end is ``None`` and
+        whose handler config has no ``end_time``. A task without that segment or handler keeps
+        the rest as it is.
+
+    Raises
+    ------
+    NotSerializableError
+        If the task holds a value with no stable JSON form (as :func:`~qroll.config.task_hash`).
+
+    Examples
+    --------
+    >>> def task(test_end, handler_end, train_end="2019-06-28"):
+    ...     handler = {"class": "Alpha158", "kwargs": {"end_time": handler_end}}
+    ...     return {"model": {"class": "LGBModel"}, "dataset": {"kwargs": {"handler": handler, "segments": {
+    ...         "train": ("2019-01-02", train_end), "test": ("2019-07-01", test_end)}}}}
+    >>> closed, open_ended = task("2019-07-26", "2019-07-26"), task(None, None)
+    >>> window_key(closed) == window_key(open_ended)
+    True
+    >>> window_key(closed) == window_key(task("2019-07-26", "2019-07-26", train_end="2019-06-21"))
+    False
+    """
+    t = copy.deepcopy(dict(task))
+    key = test_key if test_key is not None else task_test_key(t)
+    try:
+        segs = _get(t, SEGMENTS_PATH)
+    except (KeyError, TypeError, IndexError):
+        segs = None
+    if isinstance(segs, MutableMapping) and isinstance(segs.get(key), (tuple, list)) and len(segs[key]) == 2:
+        segs[key] = (segs[key][0], None)
+    kwargs = handler_kwargs(t)
+    if kwargs is not None:
+        kwargs.pop("end_time", None)
+    return task_hash(t)
