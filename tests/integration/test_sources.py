@@ -152,15 +152,43 @@ def test_missing_directory_and_calendar(tmp_path: Path) -> None:
     ("payload", "message"),
     [
         (np.array([0, 1], dtype="<f4").tobytes() + b"\x00", "not a positive multiple of 4"),
-        (np.array([5, 1], dtype="<f4").tobytes(), "start index 5.0 is beyond the calendar"),
-        (np.array([1, 1, 2, 3], dtype="<f4").tobytes(), "3 values from calendar index 1 run 1 days past"),
+        (b"\x00\x00", "not a positive multiple of 4"),
+        (np.array([-1, 1], dtype="<f4").tobytes(), r"start index -1.0 is not a calendar index"),
+        (np.array([np.nan, 1], dtype="<f4").tobytes(), r"start index nan is not a calendar index"),
+        (np.array([0.5, 1], dtype="<f4").tobytes(), r"start index 0.5 is not a calendar index"),
     ],
 )
 def test_malformed_bin(tmp_path: Path, payload: bytes, message: str) -> None:
     src = QlibBinSource(_mini(tmp_path / "q", payload))
-    with pytest.raises(DataFormatError, match=message) as info:
-        src.load(["close"], ["AAA"])
-    assert "close.day.bin" in str(info.value)
+    for read in (lambda: src.load(["close"], ["AAA"]), lambda: src.stored_ranges(["close"], ["AAA"]),
+                 lambda: src.fingerprint_until(None)):
+        with pytest.raises(DataFormatError, match=message) as info:
+            read()
+        assert "close.day.bin" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "values", "stored"),
+    [
+        # Qlib reads a file up to the calendar's last day: later values are an append not yet in day.txt.
+        (np.array([1, 1, 2, 3, 4], dtype="<f4").tobytes(), [np.nan, 1, 2], (1, 2)),
+        # An append cut short inside a value, past the calendar: ignored too.
+        (np.array([1, 1, 2], dtype="<f4").tobytes() + b"\x00\x00", [np.nan, 1, 2], (1, 2)),
+        # A symbol whose first day is not in the calendar yet: nothing stored so far.
+        (np.array([3, 1], dtype="<f4").tobytes(), [np.nan] * 3, None),
+        (np.array([5, 1, 2], dtype="<f4").tobytes(), [np.nan] * 3, None),
+    ],
+)
+def test_values_past_the_calendar_are_ignored(tmp_path: Path, payload: bytes, values: list[float],
+                                              stored: tuple[int, int] | None) -> None:
+    src = QlibBinSource(_mini(tmp_path / "q", payload))
+    np.testing.assert_array_equal(src.load(["close"], ["AAA"])["close"]["AAA"].to_numpy(), values)
+    first, last = src.stored_ranges(["close"], ["AAA"])["close"]
+    assert (int(first[0]), int(last[0])) == stored if stored else first[0] > last[0]
+    (tmp_path / "q" / "instruments" / "all.txt").unlink()  # then `all` holds the stored days
+    days = src.calendar.days
+    want = {"AAA": [(days[stored[0]], days[stored[1]])]} if stored else {}
+    assert QlibBinSource(tmp_path / "q").instruments() == want
 
 
 # -- TableSource -----------------------------------------------------------------------------

@@ -67,7 +67,9 @@ def test_bad_options_are_refused() -> None:
 
 def test_symbols_and_markets(market: SyntheticMarket) -> None:
     all_ = market.instruments("all")
+    # 225 trade from the first day; the last 300 // 4 = 75 list later, by trading day 2,700 of 3,393.
     assert list(all_)[:2] == ["SYN0001", "SYN0002"] and len(all_) == 300
+    assert sum(a == market.calendar.days[0] for ((a, _),) in all_.values()) == 225
     sub = market.instruments("synth100")
     assert list(sub) == list(all_)[:100]
     assert market.markets() == ["all", "synth100"]
@@ -76,7 +78,9 @@ def test_symbols_and_markets(market: SyntheticMarket) -> None:
         (lo, hi), = all_[sym]
         assert all(lo <= a <= b <= hi for a, b in spans)
     assert sum(len(s) == 2 for s in sub.values()) >= 5
-    assert SyntheticMarket(instruments=12000, end="2008-03-01").instruments().popitem()[0] == "SYN12000"
+    # Two months: the 9,000 of the first day, named with five digits (the 3,000 later ones list from day 250).
+    first_day = SyntheticMarket(instruments=12000, end="2008-03-01").instruments()
+    assert len(first_day) == 9000 and list(first_day)[-1] == "SYN09000"
 
 
 def test_same_seed_same_data_other_seed_other_data(market: SyntheticMarket, data) -> None:

@@ -1,4 +1,5 @@
-"""Qlib's binary data layout: read it (:class:`QlibBinSource`) and write it (:func:`dump_qlib_bin`).
+"""Qlib's binary data layout: read it (:class:`QlibBinSource`), write it (:func:`dump_qlib_bin`) and
+append days to it (:func:`~qroll.data.qlib_append.append_qlib_bin`).
 
 ::
 
@@ -7,6 +8,12 @@
     <root>/instruments/<market>.txt               SYMBOL<TAB>start<TAB>end, one line per membership span
     <root>/features/<symbol lower>/<field>.day.bin   little-endian float32; element 0 = the calendar
                                                      index of the first value, then one value per day
+
+The calendar is the directory's clock: a reader takes from each ``.bin`` file only the values that
+fall on ``day.txt``'s days, and ignores any beyond (as Qlib does). That is what lets
+:mod:`~qroll.data.qlib_append` grow a directory that is being read: it appends to the ``.bin`` files
+first and replaces ``day.txt`` last, in one rename, so a reader sees either the old days or the
+new ones, never a calendar longer than its data.
 """
 
 from __future__ import annotations
@@ -26,20 +33,32 @@ from qroll.data.source import (
     Ranges,
     Source,
     Spans,
+    as_date,
+    canonical_values,
     clip_ranges,
+    clip_spans,
     day_window,
+    digest_head,
     field_name,
+    hull_ranges,
+    range_bytes,
     ranges_from_values,
     stat_digest,
     unknown_market,
     wide_frame,
 )
 from qroll.data.uri import parse_source_uri
-from qroll.errors import ConfigError, DataError, DataFormatError, DataNotFoundError
+from qroll.errors import (
+    ConfigError,
+    ConfigValueError,
+    DataError,
+    DataFormatError,
+    DataNotFoundError,
+)
 
 __all__ = ["QlibBinSource", "dump_qlib_bin"]
 
-_SUFFIX = ".day.bin"
+BIN_SUFFIX = ".day.bin"
 # Qlib prefixes symbols that are Windows device names, so their folders can exist on Windows.
 _DEVICE_NAMES = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
 _DEVICE_PREFIX = "_qlib_"
@@ -52,7 +71,8 @@ def _folder_symbol(folder: str) -> str:
     return name.upper()
 
 
-def _symbol_folder(symbol: str) -> str:
+def symbol_folder(symbol: str) -> str:
+    """The feature folder of a symbol: lower case, Windows device names prefixed as Qlib does."""
     name = symbol.lower()
     return _DEVICE_PREFIX + name if name in _DEVICE_NAMES else name
 
@@ -110,7 +130,8 @@ class QlibBinSource:
         """The days of ``calendars/day.txt``, plus ``day_future.txt``'s later days as future days."""
         return self._calendar
 
-    def _feature_folders(self) -> dict[str, str]:
+    def feature_folders(self) -> dict[str, str]:
+        """Each symbol with a folder under ``features/`` (UPPER case) → the folder's name on disk."""
         if self._folders is None:
             features = self.root / "features"
             folders: dict[str, str] = {}
@@ -120,7 +141,7 @@ class QlibBinSource:
                         if entry.is_dir():
                             folders[_folder_symbol(entry.name)] = entry.name
             self._folders = folders
-        return self._folders
+        return dict(self._folders)
 
     def _instrument_files(self) -> dict[str, Path]:
         folder = self.root / "instruments"
@@ -154,7 +175,7 @@ class QlibBinSource:
         return {sym: list(spans) for sym, spans in self._markets[key].items()}
 
     def _read_market(self, market: str, path: Path) -> dict[str, Spans]:
-        folders = self._feature_folders()
+        folders = self.feature_folders()
         spans: dict[str, Spans] = {}
         skipped: set[str] = set()
         with open(path, encoding="utf-8") as fh:
@@ -181,30 +202,40 @@ class QlibBinSource:
     def _stored_spans(self) -> dict[str, Spans]:
         days = self._calendar.days
         spans: dict[str, Spans] = {}
-        for symbol, folder in sorted(self._feature_folders().items()):
-            files = sorted((self.root / "features" / folder).glob("*" + _SUFFIX))
-            ranges = [self._stored_range(p) for p in files]
-            ranges = [r for r in ranges if r[1] > r[0]]
+        for symbol, folder in sorted(self.feature_folders().items()):
+            files = sorted((self.root / "features" / folder).glob("*" + BIN_SUFFIX))
+            ranges = [r for r in (self.file_extent(p) for p in files) if r[1] > 0]
             if ranges:
-                first, stop = min(r[0] for r in ranges), max(r[1] for r in ranges)
+                first, stop = min(r[0] for r in ranges), max(r[0] + r[1] for r in ranges)
                 spans[symbol] = [(days[first], days[stop - 1])]
         return spans
 
-    def _stored_range(self, path: Path) -> tuple[int, int]:
+    def file_extent(self, path: str | Path) -> tuple[int, int]:
+        """``(first, count)`` of a ``.bin`` file: its first calendar index and its values on calendar days.
+
+        Read from the file's header and size; values past the calendar's last day do not count
+        (see the module docstring).
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        DataFormatError
+            If it is malformed (the message names it).
+        """
         with open(path, "rb") as fh:
-            head = np.frombuffer(fh.read(4), dtype="<f4")
-        size = path.stat().st_size
-        self._check(path, size, float(head[0]) if len(head) else float("nan"))
-        first = int(head[0])
-        return first, first + size // 4 - 1
+            head = fh.read(4)
+            size = os.fstat(fh.fileno()).st_size
+        return self._extent(path, size, head)
 
     def fields(self) -> list[str]:
         """The fields some feature folder holds a ``<field>.day.bin`` for, sorted."""
         if self._fields is None:
             names: set[str] = set()
-            for folder in self._feature_folders().values():
+            for folder in self.feature_folders().values():
                 with os.scandir(self.root / "features" / folder) as it:
-                    names.update(e.name[: -len(_SUFFIX)].lower() for e in it if e.name.endswith(_SUFFIX))
+                    files = [e.name for e in it if e.name.endswith(BIN_SUFFIX)]
+                names.update(name.removesuffix(BIN_SUFFIX).lower() for name in files)
             self._fields = sorted(names)
         return list(self._fields)
 
@@ -225,29 +256,41 @@ class QlibBinSource:
         }
 
     # -- values ------------------------------------------------------------------------------
-    def _check(self, path: str | Path, size: int, first: float) -> None:
+    def _extent(self, path: str | Path, size: int, head: bytes) -> tuple[int, int]:
+        """``(first, count)``: a file's first calendar index and how many of its values lie on calendar days.
+
+        Values past the calendar's last day are ignored, as Qlib ignores them: they are days an
+        append has written and not yet published in ``day.txt`` (a file whose first day is past
+        the calendar has ``count == 0``). A trailing partial value past the calendar is an append
+        cut short, ignored too; on a calendar day it makes the file malformed.
+        """
         n_days = len(self._calendar)
-        if size % 4 or size < 4:
+        if size < 4:
             raise DataFormatError(
                 f"{path} is malformed: its size {size} bytes is not a positive multiple of 4 (float32); "
                 "rewrite it with dump_qlib_bin or Qlib's dump_bin"
             )
-        if not (first == first and 0 <= first < n_days and first == int(first)):
+        start = float(np.frombuffer(head[:4], dtype="<f4")[0])
+        if not (start == start and start >= 0 and start == int(start)):
             raise DataFormatError(
-                f"{path} is malformed: its start index {first} is beyond the calendar "
-                f"({n_days} days in calendars/day.txt)"
+                f"{path} is malformed: its start index {start} is not a calendar index (a whole number "
+                "from 0); rewrite it with dump_qlib_bin or Qlib's dump_bin"
             )
-        n_values = size // 4 - 1
-        if int(first) + n_values > n_days:
+        first = int(start)
+        n_values, partial = divmod(size - 4, 4)
+        if partial and first + n_values < n_days:
             raise DataFormatError(
-                f"{path} is malformed: {n_values} values from calendar index {int(first)} run "
-                f"{int(first) + n_values - n_days} days past the calendar's {n_days} days"
+                f"{path} is malformed: its size {size} bytes is not a positive multiple of 4 (float32); "
+                "rewrite it with dump_qlib_bin or Qlib's dump_bin"
             )
+        return first, max(0, min(n_values, n_days - first))
 
     def load(
         self, fields: Sequence[str], instruments: Sequence[str], start: Any = None, end: Any = None
     ) -> dict[str, pd.DataFrame]:
         """Read fields for some symbols into wide float32 frames.
+
+        Only the bytes of the asked days are read from each file.
 
         Parameters
         ----------
@@ -271,7 +314,7 @@ class QlibBinSource:
         """
         a, b = day_window(self._calendar, start, end)
         index = self._calendar.days[a:b]
-        folders = self._feature_folders()
+        folders = self.feature_folders()
         # Plain string joins: pathlib costs more than the read itself for these small files.
         features = os.fspath(self.root / "features")
         out: dict[str, pd.DataFrame] = {}
@@ -282,20 +325,20 @@ class QlibBinSource:
                 folder = folders.get(symbol.upper())
                 if folder is None:
                     continue
-                path = os.path.join(features, folder, name + _SUFFIX)
+                path = os.path.join(features, folder, name + BIN_SUFFIX)
                 try:
                     with open(path, "rb") as fh:
-                        buf = fh.read()
+                        head = fh.read(4)
+                        first, count = self._extent(path, os.fstat(fh.fileno()).st_size, head)
+                        lo, hi = max(a, first), min(b, first + count)
+                        if hi > lo:
+                            if lo > first:
+                                fh.seek(4 * (1 + lo - first))
+                            raw = fh.read(4 * (hi - lo))
                 except FileNotFoundError:
                     continue
-                # Check the byte count before viewing it as float32, which would drop a partial value.
-                head = float(np.frombuffer(buf[:4], "<f4")[0]) if len(buf) >= 4 else np.nan
-                self._check(path, len(buf), head)
-                raw = np.frombuffer(buf, dtype="<f4")
-                first = int(raw[0])
-                lo, hi = max(a, first), min(b, first + len(raw) - 1)
                 if hi > lo:
-                    values[j, lo - a : hi - a] = raw[1 + lo - first : 1 + hi - first]
+                    values[j, lo - a : hi - a] = np.frombuffer(raw, dtype="<f4")
             out[name] = wide_frame(values, index, instruments)
         return out
 
@@ -304,16 +347,16 @@ class QlibBinSource:
     ) -> Ranges:
         """Each symbol's stored range per field, from the ``.bin`` headers and sizes (values unread).
 
-        A file stores calendar positions ``first .. first + size/4 - 2`` (element 0 is ``first``);
-        NaN values inside are part of the range. A missing file or symbol gives an empty range.
-        See :meth:`~qroll.data.source.Source.stored_ranges`.
+        A file stores calendar positions ``first .. first + size/4 - 2`` (element 0 is ``first``),
+        cut at the calendar's last day; NaN values inside are part of the range. A missing file or
+        symbol gives an empty range. See :meth:`~qroll.data.source.Source.stored_ranges`.
 
         Raises
         ------
         DataFormatError
             For a malformed ``.bin`` file (the message names it).
         """
-        folders = self._feature_folders()
+        folders = self.feature_folders()
         features = os.fspath(self.root / "features")
         n_days = len(self._calendar)
         out: Ranges = {}
@@ -325,17 +368,11 @@ class QlibBinSource:
                 folder = folders.get(symbol.upper())
                 if folder is None:
                     continue
-                path = os.path.join(features, folder, name + _SUFFIX)
                 try:
-                    with open(path, "rb") as fh:
-                        head = fh.read(4)
-                        size = os.fstat(fh.fileno()).st_size
+                    extent = self.file_extent(os.path.join(features, folder, name + BIN_SUFFIX))
                 except FileNotFoundError:
                     continue
-                start_pos = float(np.frombuffer(head, "<f4")[0]) if len(head) == 4 else np.nan
-                self._check(path, size, start_pos)
-                first[j] = int(start_pos)
-                last[j] = int(start_pos) + size // 4 - 2
+                first[j], last[j] = extent[0], extent[0] + extent[1] - 1
             out[name] = clip_ranges(first, last, self._calendar, start, end)
         return out
 
@@ -344,10 +381,45 @@ class QlibBinSource:
         paths: list[Path] = [self.root / "calendars" / "day.txt", self.root / "calendars" / "day_future.txt"]
         paths += self._instrument_files().values()
         features = self.root / "features"
-        for folder in sorted(self._feature_folders().values()):
+        for folder in sorted(self.feature_folders().values()):
             with os.scandir(features / folder) as it:
-                paths += sorted(features / folder / e.name for e in it if e.name.endswith(_SUFFIX))
+                paths += sorted(features / folder / e.name for e in it if e.name.endswith(BIN_SUFFIX))
         return stat_digest([str(self.root.resolve())], paths)
+
+    def fingerprint_until(self, day: Any) -> str:
+        """The digest of the data up to ``day`` (see :meth:`~qroll.data.source.Source.fingerprint_until`).
+
+        Equal to :func:`~qroll.data.source.prefix_digest`, computed from the files: the calendar
+        prefix, the instruments files' spans as seen on ``day``, and each ``.bin`` file's bytes up
+        to ``day``'s calendar index, read without the bytes after it. Appending days leaves it
+        unchanged; rewriting a past value changes it.
+
+        Raises
+        ------
+        DataFormatError
+            For a malformed ``.bin`` file (the message names it).
+        """
+        h, k, symbols, fields = digest_head(self, day)
+        folders = self.feature_folders()
+        features = os.fspath(self.root / "features")
+        for symbol in symbols if k else []:
+            folder = folders.get(symbol)
+            for name in fields:
+                first, last, raw = 0, -1, b""
+                if folder is not None:
+                    path = os.path.join(features, folder, name + BIN_SUFFIX)
+                    try:
+                        with open(path, "rb") as fh:
+                            head = fh.read(4)
+                            first, count = self._extent(path, os.fstat(fh.fileno()).st_size, head)
+                            last = min(first + count, k) - 1
+                            raw = fh.read(4 * (last - first + 1)) if last >= first else b""
+                    except FileNotFoundError:
+                        pass
+                h.update(range_bytes(symbol, name, first, last))
+                if last >= first:
+                    h.update(canonical_values(np.frombuffer(raw, dtype="<f4")))
+        return h.hexdigest()[:16]
 
 
 def dump_qlib_bin(
@@ -358,8 +430,9 @@ def dump_qlib_bin(
     fields: Sequence[str] | None = None,
     overwrite: bool = False,
     chunk: int = 256,
+    end: Any = None,
 ) -> Path:
-    """Write any source in Qlib's binary layout.
+    """Write any source in Qlib's binary layout, optionally only its days up to ``end``.
 
     Each symbol's fields share one stored range, the hull of its fields' stored ranges
     (:meth:`~qroll.data.source.Source.stored_ranges`, stored NaN days included; for a source without
@@ -367,6 +440,11 @@ def dump_qlib_bin(
     symbol with no stored range at all gets header-only files, so it still has a feature folder
     and keeps its membership spans when read back. The dump is written into a temporary folder
     beside ``out_dir`` and renamed into place, so a crash leaves no half-written dump.
+
+    With ``end``, the directory holds the source as it stood on ``end``: the data days up to it,
+    membership spans starting later left out and the others cut there, values and stored ranges
+    cut there. :func:`~qroll.data.qlib_append.append_qlib_bin` then adds the later days, as Qlib's
+    data collectors do.
 
     Parameters
     ----------
@@ -382,6 +460,9 @@ def dump_qlib_bin(
         Replace a non-empty ``out_dir``.
     chunk : int, default 256
         Symbols loaded at a time, to bound memory.
+    end : date, optional
+        The last day to write; default the source's last data day. Known future days of the
+        source (``day_future.txt``) are written whatever ``end``.
 
     Returns
     -------
@@ -392,8 +473,24 @@ def dump_qlib_bin(
     ------
     DataError
         If ``out_dir`` is a non-empty directory (or a file) and ``overwrite`` is false.
+    ConfigValueError
+        If ``end`` is before the source's first trading day.
+    ConfigTypeError
+        If ``end`` is not a date.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qroll.data.synthetic import SyntheticMarket
+    >>> market = SyntheticMarket(instruments=3, start="2020-01-01", end="2020-03-31", seed=2)
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> out = dump_qlib_bin(market, tmp.name + "/q", end="2020-02-28")
+    >>> QlibBinSource(out).calendar.last_day.date()
+    datetime.date(2020, 2, 28)
+    >>> tmp.cleanup()
     """
     out = Path(out_dir).expanduser()
+    k = _days_until(source, end, "dump_qlib_bin")
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise DataError(
             f"{out} is not empty: pass overwrite=True (qroll data dump --overwrite) to replace it, "
@@ -404,7 +501,7 @@ def dump_qlib_bin(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        _write_dump(source, tmp, names, field_names, chunk)
+        _write_dump(source, tmp, names, field_names, chunk, k)
         if out.exists():
             # Move the old dump aside first: the new one appears in one rename.
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
@@ -419,43 +516,88 @@ def dump_qlib_bin(
     return out
 
 
-def _write_dump(source: Source, root: Path, markets: list[str], fields: list[str], chunk: int) -> None:
+def _days_until(source: Source, end: Any, caller: str) -> int:
+    """How many of the source's data days fall on or before ``end`` (all of them for ``None``)."""
     cal = source.calendar
+    if end is None:
+        return len(cal)
+    stamp = as_date(end, f"{caller}: end")
+    k = day_window(cal, None, stamp)[1]
+    if k == 0:
+        raise ConfigValueError(
+            f"{caller}: end {stamp.date()} is before the first trading day {cal.first_day.date()} of "
+            f"{source.uri!r}: give an end on or after it"
+        )
+    return k
+
+
+# -- the layout's pieces, shared with qlib_append ---------------------------------------------
+
+
+def members_until(source: Source, market: str, limit: pd.Timestamp) -> dict[str, Spans]:
+    """A market's members as seen on ``limit`` (see :func:`~qroll.data.source.clip_spans`)."""
+    members = source.instruments(market)
+    clipped = {sym: clip_spans(spans, limit) for sym, spans in members.items()}
+    return {sym: spans for sym, spans in clipped.items() if spans}
+
+
+def instruments_text(members: dict[str, Spans]) -> str:
+    """An ``instruments/<market>.txt`` file: ``SYMBOL<TAB>start<TAB>end`` per span, by symbol."""
+    return "".join(f"{sym}\t{a:%Y-%m-%d}\t{b:%Y-%m-%d}\n" for sym in sorted(members) for a, b in members[sym])
+
+
+def days_text(days: pd.DatetimeIndex) -> str:
+    """A ``calendars/*.txt`` file: one ``YYYY-MM-DD`` per line."""
+    return "".join(f"{d:%Y-%m-%d}\n" for d in days)
+
+
+def symbol_ranges(source: Source, fields: list[str], part: list[str], limit: pd.Timestamp, k: int,
+                   frames: dict[str, pd.DataFrame] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each symbol's one stored range up to calendar position ``k - 1``: the hull of its fields' ranges."""
+    if callable(getattr(source, "stored_ranges", None)):
+        ranges = source.stored_ranges(fields, part, None, limit)
+    else:
+        ranges = ranges_from_values(frames if frames is not None else source.load(fields, part, None, limit))
+    return hull_ranges(ranges, k)
+
+
+def bin_bytes(first: int, values: np.ndarray) -> bytes:
+    """A whole ``.bin`` file: the start index as a float32, then the values."""
+    data = np.empty(len(values) + 1, dtype="<f4")
+    data[0] = first
+    data[1:] = values
+    return data.tobytes()
+
+
+def _write_dump(
+    source: Source, root: Path, markets: list[str], fields: list[str], chunk: int, k: int
+) -> None:
+    cal = source.calendar
+    limit = cal.days[k - 1]
     (root / "calendars").mkdir()
     (root / "instruments").mkdir()
     (root / "features").mkdir()
-    (root / "calendars" / "day.txt").write_text("".join(f"{d:%Y-%m-%d}\n" for d in cal.days))
+    (root / "calendars" / "day.txt").write_text(days_text(cal.days[:k]))
     if len(cal.future):
         # Qlib's day_future.txt lists past and future days alike.
-        (root / "calendars" / "day_future.txt").write_text(
-            "".join(f"{d:%Y-%m-%d}\n" for d in cal.all_days(future=True))
-        )
+        (root / "calendars" / "day_future.txt").write_text(days_text(cal.all_days(future=True)))
     symbols: set[str] = set()
     for market in markets:
-        members = source.instruments(market)
+        members = members_until(source, market, limit)
         symbols.update(members)
-        lines = [f"{sym}\t{a:%Y-%m-%d}\t{b:%Y-%m-%d}\n" for sym in sorted(members) for a, b in members[sym]]
-        (root / "instruments" / f"{market}.txt").write_text("".join(lines))
+        (root / "instruments" / f"{market}.txt").write_text(instruments_text(members))
     ordered = sorted(symbols)
     for i in range(0, len(ordered), chunk):
         part = ordered[i : i + chunk]
-        frames = source.load(fields, part)
+        frames = source.load(fields, part, None, limit)
         stacked = np.stack([frames[f].to_numpy(dtype=np.float32).T for f in fields]) if fields else None
         # One range per symbol: the hull of its fields' stored ranges, stored NaN days included.
-        ranges = (source.stored_ranges(fields, part) if callable(getattr(source, "stored_ranges", None))
-                  else ranges_from_values(frames)) if fields else {}
-        big = np.iinfo(np.int64).max
-        firsts = np.min([np.where(a <= b, a, big) for a, b in ranges.values()], axis=0) if ranges else None
-        lasts = np.max([np.where(a <= b, b, -1) for a, b in ranges.values()], axis=0) if ranges else None
+        firsts, lasts = symbol_ranges(source, fields, part, limit, k, frames) if fields else (None, None)
         for j, symbol in enumerate(part):
-            folder = root / "features" / _symbol_folder(symbol)
+            folder = root / "features" / symbol_folder(symbol)
             folder.mkdir()
             if stacked is None or firsts is None or lasts is None:
                 continue
-            block = stacked[:, j, :]
             first, stop = (int(firsts[j]), int(lasts[j]) + 1) if lasts[j] >= firsts[j] else (0, 0)
-            for k, name in enumerate(fields):
-                data = np.empty(stop - first + 1, dtype="<f4")
-                data[0] = first
-                data[1:] = block[k, first:stop]
-                data.tofile(folder / f"{name}{_SUFFIX}")
+            for kk, name in enumerate(fields):
+                (folder / f"{name}{BIN_SUFFIX}").write_bytes(bin_bytes(first, stacked[kk, j, first:stop]))

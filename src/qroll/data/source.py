@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from qroll.calendar import TradingCalendar
-from qroll.errors import ConfigError, DataNotFoundError
+from qroll.errors import ConfigError, ConfigTypeError, DataNotFoundError
 
 __all__ = [
     "Ranges",
@@ -33,7 +33,9 @@ __all__ = [
     "describe_source",
     "Spans",
     "open_source",
+    "prefix_digest",
     "register_source",
+    "source_fingerprint_until",
     "source_schemes",
 ]
 
@@ -105,6 +107,23 @@ class Source(Protocol):
         """A short hex digest that changes whenever the data changes."""
         ...
 
+    def fingerprint_until(self, day: Any) -> str:
+        """A 16-hex-digit digest of everything the source holds up to and including ``day``.
+
+        It covers the calendar's data days on or before ``day``, every market's memberships as seen
+        on those days (spans that start later left out, spans that run later cut at ``day``), and
+        every field's stored range and values on those days (:func:`prefix_digest` defines the
+        bytes). So two sources, of any class, give the same digest for ``day`` if and only if they
+        hold the same data up to ``day``: days appended after it leave it unchanged, a changed
+        past value, range, membership or calendar day changes it. The feature cache compares it to
+        extend by new days only, and to detect a source whose past changed;
+        :func:`~qroll.data.qlib_append.append_qlib_bin` compares it before appending.
+
+        A source without this method still works: :func:`source_fingerprint_until` falls back to
+        :func:`prefix_digest`, which computes the same digest from the other members.
+        """
+        ...
+
 
 # scheme -> factory, or "module:attr" imported on first use so that opening a synthetic market
 # does not import pyarrow and the modules here can import this one without a cycle.
@@ -130,8 +149,9 @@ def register_source(scheme: str, factory: Callable[[str], Source] | str) -> None
     This is how a data source of your own reaches every part of qroll: a run config's ``data:``,
     a handler's ``source``, ``qroll data``, the backtest. The class needs the :class:`Source`
     members (``uri``, ``calendar``, ``markets()``, ``instruments()``, ``fields()``, ``load()``,
-    ``stored_ranges()``, ``fingerprint()``); the feature cache keys on ``fingerprint()``, so it
-    must change whenever the data does. For example, a source over a company database::
+    ``stored_ranges()``, ``fingerprint()``, ``fingerprint_until()``); the feature cache keys on
+    ``fingerprint()``, so it must change whenever the data does (``fingerprint_until`` can be
+    ``return prefix_digest(self, day)``). For example, a source over a company database::
 
         # mypkg/warehouse.py
         class WarehouseSource:
@@ -177,9 +197,9 @@ def open_source(uri: str) -> Source:
 
     Examples
     --------
-    >>> src = open_source("synthetic://?instruments=5&start=2020-01-01&end=2020-03-31&seed=1")
-    >>> type(src).__name__, len(src.instruments())
-    ('SyntheticMarket', 5)
+    >>> src = open_source("synthetic://?instruments=8&start=2020-01-01&end=2020-03-31&seed=1")
+    >>> type(src).__name__, len(src.instruments())  # two more list after the first year
+    ('SyntheticMarket', 6)
     """
     scheme = urlsplit(uri).scheme if "://" in uri else "qlib"
     factory = _REGISTRY.get(scheme)
@@ -232,6 +252,41 @@ def wide_frame(values: np.ndarray, index: pd.DatetimeIndex, columns: Sequence[st
     frame.index.name = "datetime"
     frame.columns.name = "instrument"
     return frame
+
+
+def days_until(calendar: TradingCalendar, day: Any) -> int:
+    """How many data days fall on or before ``day`` (all of them for ``None``).
+
+    Raises
+    ------
+    ConfigTypeError
+        If ``day`` is not a date.
+
+    Examples
+    --------
+    >>> cal = TradingCalendar(["2020-01-02", "2020-01-03", "2020-01-06"])
+    >>> days_until(cal, "2020-01-05"), days_until(cal, None), days_until(cal, "2019-12-31")
+    (2, 3, 0)
+    """
+    return len(calendar) if day is None else day_window(calendar, None, as_date(day, "day"))[1]
+
+
+def as_date(value: Any, what: str) -> pd.Timestamp:
+    """``value`` as a Timestamp; a :class:`~qroll.errors.ConfigTypeError` naming ``what`` if it is no date.
+
+    Examples
+    --------
+    >>> as_date("2019-06-28", "end").date()
+    datetime.date(2019, 6, 28)
+    """
+    try:
+        # pandas reads "June" as 0001-06-01, which no calendar can hold: refused like any non-date.
+        stamp = pd.Timestamp(value).as_unit("ns")
+    except (TypeError, ValueError) as exc:
+        raise ConfigTypeError(f"{what}={value!r} is not a date: give one such as '2019-06-28'") from exc
+    if stamp is pd.NaT:
+        raise ConfigTypeError(f"{what}={value!r} is not a date: give one such as '2019-06-28'")
+    return stamp
 
 
 def clip_ranges(
@@ -289,6 +344,172 @@ def stat_digest(parts: Iterable[str], paths: Iterable[str | os.PathLike[str]]) -
             continue
         h.update(f"{os.fspath(path)}:{st.st_size}:{st.st_mtime_ns}\0".encode())
     return h.hexdigest()[:16]
+
+
+PREFIX_DIGEST_VERSION = 1
+"""Bumped whenever the bytes :func:`prefix_digest` hashes change meaning."""
+
+_CANONICAL_NAN = np.float32(np.nan)
+
+
+def prefix_digest(
+    source: Source,
+    day: Any = None,
+    *,
+    fields: Sequence[str] | None = None,
+    markets: Sequence[str] | None = None,
+    shared_ranges: bool = False,
+    chunk: int = 256,
+) -> str:
+    """The content digest of a source's data up to ``day``: what :meth:`Source.fingerprint_until` gives.
+
+    Computed from the protocol's members alone, so it is the same for any two sources that hold
+    the same data, whatever their class. It hashes, in this order:
+
+    1. the data days on or before ``day`` (int64 nanoseconds);
+    2. per market (sorted), per member (sorted): its spans that start on or before the last of
+       those days, each cut at that day;
+    3. the field names (sorted); then per symbol of those markets (sorted), per field: its stored
+       range clipped to those days (calendar positions) and its float32 values there, every NaN
+       written as the same NaN.
+
+    Parameters
+    ----------
+    source : Source
+        The data. Without ``stored_ranges``, the ranges come from :func:`ranges_from_values`;
+        without ``markets()``, the only market is ``all``.
+    day : date, optional
+        The last day covered; ``None`` covers every data day.
+    fields, markets : sequence of str, optional
+        Cover only these (default: all of the source's). For comparing a source with a Qlib
+        directory written from it with some of its fields or markets.
+    shared_ranges : bool, default False
+        Give each symbol's fields one stored range, the hull of their ranges on those days, with
+        NaN where a field stores nothing: the data as :func:`~qroll.data.qlib_bin.dump_qlib_bin`
+        writes it (Qlib's layout stores one range per symbol).
+    chunk : int, default 256
+        Symbols loaded at a time, to bound memory.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Examples
+    --------
+    >>> from qroll.data.synthetic import SyntheticMarket
+    >>> short = SyntheticMarket(instruments=4, start="2020-01-01", end="2020-03-31", seed=1)
+    >>> long = SyntheticMarket(instruments=4, start="2020-01-01", end="2020-06-30", seed=1)
+    >>> prefix_digest(short) == prefix_digest(long, "2020-03-31") != prefix_digest(long)
+    True
+    """
+    h, k, ordered, field_names = digest_head(source, day, fields=fields, markets=markets)
+    limit = source.calendar.days[k - 1] if k else None
+    has_ranges = callable(getattr(source, "stored_ranges", None))
+    for i in range(0, len(ordered) if k and field_names else 0, chunk):
+        part = ordered[i : i + chunk]
+        frames = source.load(field_names, part, None, limit)
+        ranges = (source.stored_ranges(field_names, part, None, limit) if has_ranges
+                  else ranges_from_values(frames))
+        values = {name: frames[name].to_numpy(dtype=np.float32).T for name in field_names}
+        if shared_ranges:
+            hull = hull_ranges(ranges, k)
+            ranges = {name: hull for name in field_names}
+        for j, symbol in enumerate(part):
+            for name in field_names:
+                first, last = int(ranges[name][0][j]), int(ranges[name][1][j])
+                h.update(range_bytes(symbol, name, first, last))
+                if first <= last:
+                    h.update(canonical_values(values[name][j, first : last + 1]))
+    return h.hexdigest()[:16]
+
+
+def digest_head(
+    source: Source, day: Any, *, fields: Sequence[str] | None = None, markets: Sequence[str] | None = None
+) -> tuple[Any, int, list[str], list[str]]:
+    """The start of :func:`prefix_digest`: a sha256 fed the calendar and memberships up to ``day``.
+
+    Returns the hash object, the number of data days covered, the member symbols (sorted) and the
+    field names (sorted), for a caller that feeds the values its own way (a Qlib directory reads
+    them straight from its files) and must give the same digest.
+    """
+    cal = source.calendar
+    k = days_until(cal, day)
+    h = hashlib.sha256()
+    h.update(f"qroll.prefix_digest/{PREFIX_DIGEST_VERSION}\0".encode())
+    h.update(np.asarray(cal.days[:k].asi8, dtype="<i8").tobytes())
+    limit = cal.days[k - 1] if k else None
+    if markets is None:
+        markets = source.markets() if callable(getattr(source, "markets", None)) else ["all"]
+    symbols: set[str] = set()
+    for market in sorted({m.lower() for m in markets}):
+        h.update(f"\0market {market}\0".encode())
+        members = source.instruments(market)
+        for symbol in sorted(members):
+            spans = clip_spans(members[symbol], limit)
+            if spans:
+                symbols.add(symbol)
+                h.update(span_bytes(symbol, spans))
+    field_names = sorted({field_name(f) for f in (fields if fields is not None else source.fields())})
+    h.update(("\0fields " + ",".join(field_names) + "\0").encode())
+    return h, k, sorted(symbols), field_names
+
+
+def canonical_values(values: np.ndarray) -> bytes:
+    """float32 values as :func:`prefix_digest` hashes them: little-endian, every NaN the same NaN."""
+    block = np.asarray(values, dtype=np.float32)
+    return np.where(np.isnan(block), _CANONICAL_NAN, block).astype("<f4").tobytes()
+
+
+def hull_ranges(ranges: Ranges, n_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each symbol's hull of its fields' stored ranges: ``(first, last)``; ``(n_days, -1)`` if all are empty.
+
+    Examples
+    --------
+    >>> r = {"close": (np.array([2, 5, 9]), np.array([8, 4, 3])),
+    ...      "vwap": (np.array([4, 1, 9]), np.array([9, 2, 3]))}
+    >>> [a.tolist() for a in hull_ranges(r, 10)]
+    [[2, 1, 10], [9, 2, -1]]
+    """
+    if not ranges:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    firsts = np.stack([np.where(a <= b, a, n_days) for a, b in ranges.values()]).astype(np.int64)
+    lasts = np.stack([np.where(a <= b, b, -1) for a, b in ranges.values()]).astype(np.int64)
+    return firsts.min(axis=0), lasts.max(axis=0)
+
+
+def source_fingerprint_until(source: Source, day: Any) -> str:
+    """``source.fingerprint_until(day)``, or :func:`prefix_digest` for a source without it."""
+    method = getattr(source, "fingerprint_until", None)
+    return str(method(day)) if callable(method) else prefix_digest(source, day)
+
+
+def clip_spans(spans: Iterable[tuple[pd.Timestamp, pd.Timestamp]], limit: pd.Timestamp | None) -> Spans:
+    """Membership spans as seen on ``limit``: those starting later dropped, the others cut at it.
+
+    Examples
+    --------
+    >>> t = pd.Timestamp
+    >>> spans = [(t("2020-01-02"), t("2020-01-10")), (t("2020-02-03"), t("2020-03-02")),
+    ...          (t("2020-04-01"), t("2020-05-04"))]
+    >>> [(str(a.date()), str(b.date())) for a, b in clip_spans(spans, t("2020-02-10"))]
+    [('2020-01-02', '2020-01-10'), ('2020-02-03', '2020-02-10')]
+    """
+    if limit is None:
+        return []
+    return [(pd.Timestamp(a), min(pd.Timestamp(b), limit)) for a, b in spans if pd.Timestamp(a) <= limit]
+
+
+def span_bytes(symbol: str, spans: Spans) -> bytes:
+    """A member's clipped spans as :func:`prefix_digest` hashes them."""
+    stamps = np.array([[pd.Timestamp(a).value, pd.Timestamp(b).value] for a, b in spans], dtype="<i8")
+    return symbol.encode() + b"\0" + stamps.tobytes()
+
+
+def range_bytes(symbol: str, field: str, first: int, last: int) -> bytes:
+    """A symbol's stored range of a field (positions; empty when ``first > last``) as hashed."""
+    pair = (first, last) if first <= last else (-1, -1)
+    return f"{symbol}/{field}\0".encode() + np.array(pair, dtype="<i8").tobytes()
 
 
 def unknown_market(market: str, available: Iterable[str], where: str) -> DataNotFoundError:

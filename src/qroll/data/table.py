@@ -17,6 +17,7 @@ from qroll.data.source import (
     clip_ranges,
     day_window,
     field_name,
+    prefix_digest,
     stat_digest,
     unknown_market,
     wide_frame,
@@ -281,9 +282,10 @@ class TableSource:
                           (self._field_columns["factor"], self._field_columns["close"]))
             with np.errstate(divide="ignore", invalid="ignore"):
                 factor = np.where(close > 0, adj / close, np.nan)
-        raw = self._columns_of([self._field_columns[n] for n in missing if n != "factor"])
+        derived = "factor" if self.adjust is not None else None  # a plain `factor` column is read as it is
+        raw = self._columns_of([self._field_columns[n] for n in missing if n != derived])
         for name in missing:
-            if name == "factor":
+            if name == "factor" and self.adjust is not None:
                 values = factor
             else:
                 col = raw[self._field_columns[name]]
@@ -361,3 +363,12 @@ class TableSource:
             [str(self.path.resolve()), self.date_column, self.instrument_column, self.adjust or ""],
             [self.path],
         )
+
+    def fingerprint_until(self, day: Any) -> str:
+        """The digest of the rows dated on or before ``day``; rows added later leave it unchanged.
+
+        The content digest of :func:`~qroll.data.source.prefix_digest` (calendar, each instrument's
+        span and stored range cut at ``day``, values), so it equals that of a Qlib dump of the same
+        rows. See :meth:`~qroll.data.source.Source.fingerprint_until`.
+        """
+        return prefix_digest(self, day)
