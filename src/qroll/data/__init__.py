@@ -23,6 +23,7 @@ from qroll.data.processors import (
     TanhProcess,
     ZScoreNorm,
 )
+from qroll.data.qlib_append import QlibAppend, append_qlib_bin
 from qroll.data.qlib_bin import QlibBinSource, dump_qlib_bin
 from qroll.data.source import Source, open_source
 from qroll.data.synthetic import SyntheticMarket
@@ -48,6 +49,7 @@ __all__ = [
     "MinMaxNorm",
     "ProcessInf",
     "Processor",
+    "QlibAppend",
     "QlibBinSource",
     "RobustZScoreNorm",
     "Source",
@@ -57,6 +59,7 @@ __all__ = [
     "TanhProcess",
     "ZScoreNorm",
     "alpha158_config",
+    "append_qlib_bin",
     "alpha360_config",
     "compute_features",
     "dump_qlib_bin",
