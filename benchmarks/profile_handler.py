@@ -41,7 +41,7 @@ def _peak_mib() -> float:
 def child(source: str, home: str, profile: bool) -> dict[str, Any]:
     """In this process: build Alpha158 over 2008-2020 and fetch the learn data, timing each phase."""
     os.environ["QROLL_HOME"] = home
-    import qroll.data.cache as cache
+    import qroll.data.cache_files as cache_files
     import qroll.data.features as features
     from qroll import Alpha158
     from qroll.data.handler import DataHandlerLP
@@ -58,8 +58,8 @@ def child(source: str, home: str, profile: bool) -> dict[str, Any]:
         return wrapper
 
     features.compute_features = timed("compute_features", features.compute_features)
-    cache._write_entry = timed("cache write", cache._write_entry)
-    cache._read_entry = timed("cache read", cache._read_entry)
+    cache_files.write_entry = timed("cache write", cache_files.write_entry)
+    cache_files.read_entry = timed("cache read", cache_files.read_entry)
     original_run = DataHandlerLP._run
 
     def run(df: Any, chain: list[Any]) -> Any:

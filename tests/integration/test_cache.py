@@ -91,6 +91,10 @@ def test_first_call_computes_and_writes_later_calls_read(cache, tmp_path):
     cache.forget_memory()
     again = cache.load(src, "all", FEATURE, LABEL)
     assert src.loads == 1 and again is not first and same(again, first)
+    c = cache.counters
+    assert (c.full_computes, c.hits, c.rows_computed, c.extensions) == (1, 2, len(first), 0)
+    (entry,) = cache.info()
+    assert (entry.parts, entry.computed, entry.extensions, entry.last_day) == (1, 1, 0, "2015-12-31")
 
 
 def test_key_ignores_dates_but_not_data_features_or_universe(cache, tmp_path):

@@ -206,8 +206,10 @@ def test_simulate_equals_offline_rolling_day_by_day_and_trains_nothing_the_secon
     Qlib: first_train sees the data up to 12-01 only, so the 12-22 window is trained on 12-22 and the
     online set changes on 12-22 and 01-19 (Qlib: on 01-19 only); ``history`` has an entry per change
     (Qlib: 44, one per routine); the signal stops at the as-of day 01-31 (Qlib: 02-15, O5); a second
-    simulate trains nothing (Qlib re-runs first_train, O7). The signal equals, value by value, the
-    offline rolling of the same template over the same span (``qroll run``'s windows)."""
+    simulate trains nothing (Qlib re-runs first_train, O7). Each window is trained on the data as of
+    the day it is trained (the open ones' pred.pkl end there; pred_online.pkl carries them on). The
+    signal equals, value by value, the offline rolling of the same template over the same span
+    (``qroll run``'s windows, trained on all the data)."""
     manager, strategy = online(store, "simulate", "2017-12-01")
     signal = manager.simulate("2018-01-31")
     recs = runs(strategy)
@@ -217,7 +219,7 @@ def test_simulate_equals_offline_rolling_day_by_day_and_trains_nothing_the_secon
     assert not signal.index.duplicated().any()
     days = signal.index.get_level_values("datetime")
     assert (days.min(), days.max()) == (pd.Timestamp("2017-09-01"), pd.Timestamp("2018-01-31"))
-    windows = RecorderCollector(strategy.experiment, artifacts_path={"pred": "pred.pkl"})()["pred"]
+    windows = {rec.id: load_online(rec) for rec in recs}  # pred.pkl and its online extension
     merged = RollingEnsemble()(windows)["score"]
     expected = zscore(merged[merged.index.get_level_values("datetime") <= "2018-01-31"])
     pd.testing.assert_series_equal(signal, expected, check_names=False)
@@ -231,6 +233,40 @@ def test_simulate_equals_offline_rolling_day_by_day_and_trains_nothing_the_secon
     again = manager.simulate("2018-01-31", start_time="2017-12-01")
     assert {r.id for r in runs(strategy)} == {r.id for r in recs}
     pd.testing.assert_series_equal(again, signal)
+
+
+def test_a_window_trained_in_a_routine_sees_nothing_after_its_day(store):
+    """The routine passes its as-of day to the trainer: the window due on 2017-12-22, trained that day,
+    predicts up to 12-22 only (its pred.pkl ends there, and its label.pkl has no label needing a later
+    day), although the data go on to 2018-06-29; the later days come from pred_online.pkl, and equal
+    what the same window trained on all the data predicts (offline rolling), value by value. The
+    task as recorded is the plain window task (its hash unchanged)."""
+    manager, strategy = online(store, "asof-train", "2017-12-01")
+    manager.first_train()
+    (opened,) = strategy.tool.online_models()
+    assert opened.tags["qroll.test_start"] == "2017-11-24"
+    assert opened.load_object("pred.pkl").index.get_level_values("datetime").max() == pd.Timestamp("2017-12-01")
+    manager.routine("2017-12-22")
+    (rec,) = strategy.tool.online_models()
+    assert rec.tags["qroll.test_start"] == "2017-12-22"
+    pred = rec.load_object("pred.pkl")
+    assert set(pred.index.get_level_values("datetime")) == {pd.Timestamp("2017-12-22")}
+    label = rec.load_object("label.pkl")
+    assert label.index.get_level_values("datetime").max() == pd.Timestamp("2017-12-22")
+    assert label.isna().all().all()  # 12-22's label needs 12-26 and 12-27, not known on 12-22
+    task = rec.load_object("task")
+    assert task["dataset"]["kwargs"]["handler"]["kwargs"]["source"] == URI  # the data as given, no view
+    assert rec.tags["qroll.task_hash"] == task_hash(task)
+    manager.routine("2018-01-05")
+    extended = load_online(rec.refresh())
+    days = extended.index.get_level_values("datetime")
+    assert (days.min(), days.max()) == (pd.Timestamp("2017-12-22"), pd.Timestamp("2018-01-05"))
+    (twin,) = [t for t in offline_tasks(make_task(), "2018-01-18")
+               if t["dataset"]["kwargs"]["segments"]["test"][0] == pd.Timestamp("2017-12-22")]
+    (trained,) = TrainerR(experiment_name="asof-train-offline", exp_manager=store).train([twin])
+    offline = trained.load_object("pred.pkl")
+    pd.testing.assert_frame_equal(extended, offline[offline.index.get_level_values("datetime") <= "2018-01-05"],
+                                  check_exact=True)
 
 
 def test_a_crash_between_training_and_tagging_is_completed_without_training_again(store):

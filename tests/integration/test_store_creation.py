@@ -298,15 +298,15 @@ def test_pool_created_by_racing_processes_after_a_killed_creator(pool_url):
 
 CACHE_WRITE = OPEN.format(body="""
 import hashlib
-from qroll.data import cache
+from qroll.data import cache, cache_files
 from qroll.data.source import open_source
 if os.environ.get("DIE_BEFORE_MANIFEST"):
-    write = cache._atomic_write
+    write = cache_files._atomic_write
     def dying(path, *chunks):
         if path.suffix == ".json":
             os.kill(os.getpid(), signal.SIGKILL)
         return write(path, *chunks)
-    cache._atomic_write = dying
+    cache_files._atomic_write = dying
 src = open_source("synthetic://?instruments=6&start=2015-01-01&end=2015-12-31&seed=3")
 feature = (["$close/Ref($close, 1) - 1", "Mean($volume, 5)"], ["RET1", "VMA5"])
 label = (["Ref($close, -2)/Ref($close, -1) - 1"], ["LABEL0"])""", action="""

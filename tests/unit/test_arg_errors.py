@@ -130,11 +130,11 @@ def test_pool_trainer_unknown_keywords(pool_url, cls):
 
 
 def test_feature_cache_refuses_a_frame_without_its_index(tmp_path):
-    from qroll.data import cache
+    from qroll.data import cache_files
 
     frame = pd.DataFrame({("feature", "A"): [1.0, 2.0]})
     with pytest.raises(ConfigTypeError, match=r"indexed by \(datetime, instrument\), not by RangeIndex"):
-        cache._write_files(tmp_path, "k", frame, "src", "all")
+        cache_files.write_entry(tmp_path, "k", frame, {})
     assert list(tmp_path.iterdir()) == []
 
 

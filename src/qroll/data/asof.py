@@ -145,6 +145,13 @@ class AsOfSource:
         text = f"{self.source.fingerprint()}|as_of={self.as_of.isoformat()}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def lineage(self) -> str | None:
+        """The source's lineage (:func:`~qroll.data.source.source_lineage`): the view is its data as
+        it stood on :attr:`as_of`. The feature cache serves a view from the source's entry."""
+        from qroll.data.source import source_lineage
+
+        return source_lineage(self.source)
+
     def fingerprint_until(self, day: Any) -> str:
         """The source's digest of its data up to ``day``, or up to :attr:`as_of` for a later day:
         the view holds exactly the source's data up to then."""

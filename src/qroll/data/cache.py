@@ -1,26 +1,38 @@
-"""The feature cache: features computed once per data and feature set, sliced by every window.
+"""The feature cache: features computed once per data and feature set, grown by new days, sliced
+by every window and cut at any as-of day.
 
 An entry holds the raw features and labels of one instrument universe over the source's whole
-calendar, in Qlib's handler layout. Its key is the sha256 of the source (URI and fingerprint), the
-instruments, the feature and label expressions with their names, and :data:`CACHE_VERSION`; a
-window's dates are not in it, so every rolling window of an experiment reads the same entry.
+calendar, in Qlib's handler layout. Its key is the sha256 of the source's *lineage* (what stays the
+same as the data gains days: a Qlib directory's path, a table file's, a synthetic market's
+parameters without its end; :meth:`~qroll.data.source.Source.lineage`), the instruments, the
+feature and label expressions with their names, and :data:`CACHE_VERSION`; neither a window's
+dates nor the data's last day are in it, so every rolling window of an experiment reads the same
+entry, on every day the data grows. A source without a lineage is keyed by its
+:meth:`~qroll.data.source.Source.fingerprint` instead (a source that gains days is a new entry).
 
-On disk, under ``<home>/cache/features/``::
+How :meth:`FeatureCache.load` answers, for a source with a lineage:
 
-    <key>.bin       int32 row codes (datetime, then instrument), then the float32 values, column
-                    after column
-    <key>.json      the manifest: key, shape, column names, index levels, byte size and CRC-32
+- the entry's manifest records the source's fingerprint, its last day D and
+  ``fingerprint_until(D)``, the digest of its data up to D. The same fingerprint: the entry as is;
+- the source has days after D and the same digest up to D (its past unchanged): the entry is
+  **extended** by the new days only, with the warm-up their expressions need, appended as a new
+  part without rewriting the stored history (:mod:`~qroll.data.cache_growth` says how, and what it
+  costs in precision: at most a few float32 units in the last place);
+- another digest (the past changed): the entry is computed again, with a
+  :class:`~qroll.errors.FeatureCacheWarning` saying so;
+- the source ends before D (an older state of the data): an entry of its own, keyed by its
+  fingerprint too.
 
-The data file is written to a temporary name, fsynced and renamed; the manifest follows the
-same way, so an entry becomes visible only once both are complete. Processes that computed the
-same new entry at once write it once: the writer holds ``.<key>.lock`` (an OS lock, freed if its
-holder is killed), and the others skip the write. A manifest whose file is
-missing, of another size or checksum, or unreadable is a miss: the entry is rebuilt, with a
-:class:`~qroll.errors.FeatureCacheWarning`.
+An :class:`~qroll.data.asof.AsOfSource` is served from its source's entry (extended first if
+needed): its rows up to the as-of day, the label columns of its last days computed again on the
+view (:func:`~qroll.data.cache_growth.as_of_rows`): exactly what computing the view gives.
 
-In a process, one :class:`FeatureCache` per folder (:meth:`FeatureCache.at`) holds that folder's
-state: the entries kept in memory and the frames processed from them, within one memory budget
-in bytes, and the threads writing new entries in the background (:meth:`FeatureCache.wait`).
+The files (:mod:`~qroll.data.cache_files`) are written atomically by one process at a time; a
+damaged entry is a miss, rebuilt with a :class:`~qroll.errors.FeatureCacheWarning`. In a process,
+one :class:`FeatureCache` per folder (:meth:`FeatureCache.at`) holds that folder's state: the
+entries kept in memory and the frames processed from them, within one memory budget in bytes,
+the threads writing entries in the background (:meth:`FeatureCache.wait`) and the counters of
+what it did (:attr:`FeatureCache.counters`).
 """
 
 from __future__ import annotations
@@ -29,34 +41,38 @@ import atexit
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
-import uuid
 import warnings
 import weakref
-import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-import numpy as np
 import pandas as pd
 
-from qroll.errors import CacheError, ConfigTypeError, ConfigValueError, FeatureCacheWarning
+from qroll.data import cache_files as files
+from qroll.data.cache_files import FORMAT_VERSION, CacheEntry, entry_history, instruments_spec
+from qroll.data.cache_growth import Columns, as_of_rows, extend
+from qroll.data.cache_memory import FrameMemory, Frames
+from qroll.errors import CacheError, FeatureCacheWarning
 from qroll.home import qroll_home
 
 __all__ = [
     "CACHE_VERSION",
     "DEFAULT_MEMORY_BUDGET",
+    "CacheCounters",
     "CacheEntry",
     "FeatureCache",
     "feature_cache_key",
 ]
 
-CACHE_VERSION = 2  # 2: a rolling std/var over equal values is exactly 0
+log = logging.getLogger("qroll.data")
+
+CACHE_VERSION = FORMAT_VERSION  # 3: keyed by the source's lineage, grown by parts; 2: equal windows' std 0
 """Bumped whenever the stored layout or the feature computation changes meaning."""
 
 DEFAULT_MEMORY_BUDGET = 5 * 2**29
@@ -68,23 +84,43 @@ learn frame processed from one of them, which is what this process kept before t
 bytes (three entries, one processed pair).
 """
 
-Frames = tuple[pd.DataFrame, pd.DataFrame]
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class CacheEntry:
-    """One feature-cache entry, as :meth:`FeatureCache.info` lists it."""
+class CacheCounters:
+    """What a :class:`FeatureCache` did in this process (:attr:`FeatureCache.counters`)."""
 
-    key: str
-    size: int
-    """Bytes of the data file."""
-    rows: int
-    columns: int
-    created: str
-    """ISO timestamp (UTC) of when the entry was written."""
-    source: str
-    instruments: Any
-    path: Path
+    hits: int = 0
+    """Loads answered from memory or disk, nothing computed."""
+    views: int = 0
+    """As-of views cut out of an entry (their label columns' last days computed)."""
+    extensions: int = 0
+    """Entries extended by new days."""
+    days_appended: int = 0
+    """Trading days the extensions computed (the new days; the redone label days not counted)."""
+    full_computes: int = 0
+    """Entries computed over the whole calendar (misses, rebuilds, unextendable expressions)."""
+    rebuilds: int = 0
+    """Of those, entries that existed and could not be used: damaged, or data whose past changed."""
+    rows_computed: int = 0
+    """Rows (instrument-days) computed, by all of the above."""
+
+
+def _key(source: Any, instruments: str | Sequence[str], columns: Columns, *, lineage: str | None,
+         fingerprint: str, pinned: bool = False) -> str:
+    spec: dict[str, Any] = {
+        "version": CACHE_VERSION,
+        "instruments": instruments_spec(instruments),
+        "feature": [list(columns.feature[0]), list(columns.feature[1])],
+        "label": [list(columns.label[0]), list(columns.label[1])],
+    }
+    if lineage is not None:
+        spec["lineage"] = lineage
+        if pinned:
+            spec["fingerprint"] = fingerprint
+    else:
+        spec["source"] = getattr(source, "uri", type(source).__name__)
+        spec["fingerprint"] = fingerprint
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def feature_cache_key(
@@ -93,7 +129,8 @@ def feature_cache_key(
     feature: tuple[Sequence[str], Sequence[str]],
     label: tuple[Sequence[str], Sequence[str]],
 ) -> str:
-    """The cache key: sha256 of the source, instruments and expressions (never the dates).
+    """The cache key: sha256 of the source's lineage (else its URI and fingerprint), the instruments
+    and the expressions, never the dates.
 
     Examples
     --------
@@ -103,88 +140,26 @@ def feature_cache_key(
     >>> k = feature_cache_key(S(), "all", (["$close"], ["C"]), ([], []))
     >>> len(k), k == feature_cache_key(S(), "all", (["$close"], ["C"]), ([], []))
     (64, True)
+    >>> from qroll.data.synthetic import SyntheticMarket
+    >>> early = SyntheticMarket(instruments=3, end="2019-12-31", seed=1)
+    >>> later = SyntheticMarket(instruments=3, end="2020-12-31", seed=1)
+    >>> cols = (["$close"], ["C"]), ([], [])
+    >>> feature_cache_key(early, "all", *cols) == feature_cache_key(later, "all", *cols)  # one lineage
+    True
     """
-    spec = {
-        "version": CACHE_VERSION,
-        "source": getattr(source, "uri", type(source).__name__),
-        "fingerprint": source.fingerprint(),
-        "instruments": _instruments_spec(instruments),
-        "feature": [list(feature[0]), list(feature[1])],
-        "label": [list(label[0]), list(label[1])],
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    from qroll.data.source import source_lineage
 
-
-def _instruments_spec(instruments: str | Sequence[str]) -> str | list[str]:
-    return instruments if isinstance(instruments, str) else [str(s) for s in instruments]
-
-
-def _check_budget(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigTypeError(f"memory_budget={value!r} must be a whole number of bytes, e.g. 2**30 "
-                              "for 1 GiB")
-    if value < 0:
-        raise ConfigValueError(f"memory_budget={value} must be >= 0 bytes (0 keeps nothing in memory)")
-    return value
-
-
-def _arrays(frame: pd.DataFrame) -> list[Any]:
-    """The arrays holding a frame's values and row index (pandas' blocks: no copy)."""
-    index = frame.index
-    if isinstance(index, pd.MultiIndex):
-        rows = list(index.codes)
-    else:  # a RangeIndex holds no array (its .values would make one)
-        rows = [] if isinstance(index, pd.RangeIndex) else [index.values]
-    return [block.values for block in frame._mgr.blocks] + rows
-
-
-def _held_bytes(*frames: pd.DataFrame, shared_with: pd.DataFrame | None = None) -> int:
-    """Bytes of the values and row codes of ``frames``, each buffer counted once.
-
-    Arrays that may share memory with ``shared_with`` (views of a cached entry) or with an array
-    already counted are not counted again: a window's slice of an entry costs nothing.
-
-    Examples
-    --------
-    >>> frame = pd.DataFrame({"a": np.zeros(1000, dtype=np.float32)})
-    >>> _held_bytes(frame) >= 4000, _held_bytes(frame.iloc[:500], shared_with=frame) < 4000
-    (True, True)
-    """
-    seen = [a for a in _arrays(shared_with) if isinstance(a, np.ndarray)] if shared_with is not None else []
-    total = 0
-    for frame in frames:
-        for array in _arrays(frame):
-            if isinstance(array, np.ndarray):
-                if any(np.may_share_memory(array, other) for other in seen):
-                    continue
-                seen.append(array)
-            total += int(getattr(array, "nbytes", 0))
-    return total
-
-
-@dataclass(slots=True)
-class _Processed:
-    key: Hashable
-    infer: pd.DataFrame
-    learn: pd.DataFrame
-    size: int
-
-
-@dataclass(slots=True)
-class _Held:
-    """An entry kept in memory, and the one processed pair built from it most recently."""
-
-    frame: pd.DataFrame
-    size: int
-    processed: _Processed | None = None
-
-    @property
-    def total(self) -> int:
-        return self.size + (self.processed.size if self.processed is not None else 0)
+    lineage = source_lineage(source)
+    fingerprint = "" if lineage is not None else str(source.fingerprint())
+    return _key(source, instruments, Columns.of(feature, label), lineage=lineage, fingerprint=fingerprint)
 
 
 def _cache_at(folder: Path) -> FeatureCache:
     return FeatureCache.at_folder(folder)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class FeatureCache:
@@ -198,9 +173,10 @@ class FeatureCache:
     folder : path
         The folder of the entries, ``<home>/cache/features`` for :meth:`at`.
     memory_budget : int, default DEFAULT_MEMORY_BUDGET
-        Bytes of frames kept in memory: the entries loaded last, and the frames processed from
-        them (:meth:`processed`). The least recently used go first; a frame larger than the whole
-        budget is not kept (each use reads it from disk). 0 keeps nothing. Settable.
+        Bytes of frames kept in memory: the entries loaded last, the as-of views cut out of them,
+        and the frames processed from them (:meth:`processed`). The least recently used go first;
+        a frame larger than the whole budget is not kept (each use reads it from disk). 0 keeps
+        nothing. Settable.
 
     Attributes
     ----------
@@ -209,12 +185,12 @@ class FeatureCache:
 
     Notes
     -----
-    New entries are written by daemon threads when :meth:`load` is asked to (``background=True``,
-    as handlers do). :meth:`wait` joins them and raises :class:`~qroll.errors.CacheError` for those
-    that failed; so that a finished training is never lost to a cache that could not be written,
-    nothing on the training path calls it, and failures nobody waited for are reported as a
-    :class:`~qroll.errors.FeatureCacheWarning` when the interpreter exits, after the writes were
-    joined (a command-line run leaves its cache complete).
+    New entries, and the parts that extend them, are written by daemon threads when :meth:`load`
+    is asked to (``background=True``, as handlers do). :meth:`wait` joins them and raises
+    :class:`~qroll.errors.CacheError` for those that failed; so that a finished training is never
+    lost to a cache that could not be written, nothing on the training path calls it, and failures
+    nobody waited for are reported as a :class:`~qroll.errors.FeatureCacheWarning` when the
+    interpreter exits, after the writes were joined (a command-line run leaves its cache complete).
     """
 
     _registry: ClassVar[dict[Path, FeatureCache]] = {}
@@ -223,11 +199,11 @@ class FeatureCache:
 
     def __init__(self, folder: str | os.PathLike[str], memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
         self.folder = Path(folder).expanduser().resolve()
-        self._budget = _check_budget(memory_budget)
+        self._memory = FrameMemory(memory_budget)
         self._lock = threading.Lock()
-        self._memory: OrderedDict[str, _Held] = OrderedDict()
         self._writers: list[tuple[str, threading.Thread]] = []
         self._errors: list[tuple[str, BaseException]] = []
+        self._counters = CacheCounters()
         FeatureCache._live.add(self)
 
     @classmethod
@@ -265,48 +241,52 @@ class FeatureCache:
         return _cache_at, (self.folder,)
 
     def __repr__(self) -> str:
-        return (f"FeatureCache({str(self.folder)!r}, memory_budget={self._budget}, "
+        return (f"FeatureCache({str(self.folder)!r}, memory_budget={self.memory_budget}, "
                 f"memory_bytes={self.memory_bytes})")
+
+    # -- counters -------------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> CacheCounters:
+        """What this cache did in this process since it was made (or :meth:`reset_counters`).
+
+        Examples
+        --------
+        >>> FeatureCache("/tmp/qroll-counters").counters.extensions
+        0
+        """
+        with self._lock:
+            return self._counters
+
+    def reset_counters(self) -> None:
+        """Set every counter back to 0."""
+        with self._lock:
+            self._counters = CacheCounters()
+
+    def _count(self, **added: int) -> None:
+        with self._lock:
+            c = self._counters
+            self._counters = replace(c, **{name: getattr(c, name) + n for name, n in added.items()})
 
     # -- memory ---------------------------------------------------------------------------------
 
     @property
     def memory_budget(self) -> int:
         """Bytes of frames kept in memory at most (setting it evicts what no longer fits)."""
-        return self._budget
+        return self._memory.budget
 
     @memory_budget.setter
     def memory_budget(self, value: int) -> None:
-        budget = _check_budget(value)
-        with self._lock:
-            self._budget = budget
-            self._evict()
+        self._memory.budget = value
 
     @property
     def memory_bytes(self) -> int:
         """Bytes of the frames kept in memory now (values and row codes, each buffer once)."""
-        with self._lock:
-            return sum(held.total for held in self._memory.values())
+        return self._memory.bytes
 
     def forget_memory(self) -> None:
         """Drop the frames kept in memory, entries and processed frames (the files stay)."""
-        with self._lock:
-            self._memory.clear()
-
-    def _evict(self) -> None:
-        """Drop the least recently used frames until the rest fits the budget (lock held)."""
-        total = sum(held.total for held in self._memory.values())
-        while self._memory and total > self._budget:
-            _, held = self._memory.popitem(last=False)
-            total -= held.total
-
-    def _remember(self, key: str, frame: pd.DataFrame) -> None:
-        size = _held_bytes(frame)
-        with self._lock:
-            old = self._memory.pop(key, None)
-            if size <= self._budget:
-                self._memory[key] = old if old is not None and old.frame is frame else _Held(frame, size)
-            self._evict()
+        self._memory.clear()
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -321,18 +301,21 @@ class FeatureCache:
     ) -> pd.DataFrame:
         """Raw features and labels over the source's whole calendar, from the cache or computed.
 
+        What is read, extended or computed is in the module docstring; :attr:`counters` counts it.
+
         Parameters
         ----------
         source : Source
-            The market data.
+            The market data. An :class:`~qroll.data.asof.AsOfSource` is served from its source's
+            entry (extended by new days first if needed).
         instruments : str or sequence of str
             A market name or a list of symbols.
         feature, label : (expressions, names)
             Qlib expressions and their column names for the ``feature`` and ``label`` groups.
         background : bool
-            Write a new entry in a background thread, so the caller processes the frame
-            meanwhile (the handler does). :meth:`wait` waits for it; so do reading that entry,
-            :meth:`info`, :meth:`clear` and the interpreter's exit.
+            Write a new entry (or the part extending one) in a background thread, so the caller
+            processes the frame meanwhile (the handler does). :meth:`wait` waits for it; so do
+            reading that entry, :meth:`info`, :meth:`clear` and the interpreter's exit.
 
         Returns
         -------
@@ -345,30 +328,209 @@ class FeatureCache:
         CacheError
             A new entry could not be written (without ``background``; a background write's
             failure is :meth:`wait`'s to raise).
-        """
-        from qroll.data.features import compute_features
 
-        key = feature_cache_key(source, instruments, feature, label)
-        with self._lock:
-            held = self._memory.get(key)
-            if held is not None:
-                self._memory.move_to_end(key)
-                return held.frame
+        Warns
+        -----
+        FeatureCacheWarning
+            An entry is damaged, or the data's past changed since it was computed: it is computed
+            again.
+        """
+        return self._frame_of(source, instruments, Columns.of(feature, label), background)[0]
+
+    def _frame_of(self, source: Any, instruments: str | Sequence[str], columns: Columns,
+                  background: bool) -> tuple[pd.DataFrame, str, str]:
+        """The frame of ``source``, its key in memory and the fingerprint it is valid for."""
+        from qroll.data.asof import AsOfSource
+
+        if isinstance(source, AsOfSource):
+            return self._view(source, instruments, columns, background)
+        for _ in range(3):
+            try:
+                return self._entry(source, instruments, columns, background)
+            except files.EntryChanged:
+                continue  # another process replaced the entry while this one read it: look again
+        return self._entry(source, instruments, columns, background)
+
+    def _entry(self, source: Any, instruments: str | Sequence[str], columns: Columns,
+               background: bool) -> tuple[pd.DataFrame, str, str]:
+        from qroll.data.source import source_fingerprint_until, source_lineage
+
+        fingerprint = str(source.fingerprint())
+        lineage = source_lineage(source)
+        key = _key(source, instruments, columns, lineage=lineage, fingerprint=fingerprint)
+        frame = self._memory.recall(key, fingerprint)
+        if frame is not None:
+            self._count(hits=1)
+            return frame, key, fingerprint
         self._join(key)  # a write of this very entry in flight: read the complete entry
-        seen = _stamp(self.folder, key)
-        frame = _read_entry(self.folder, key)
+        if lineage is None:
+            frame = self._fixed(source, key, instruments, columns, fingerprint, None, background)
+            return frame, key, fingerprint
+        days = source.calendar.days
+        seen = files.stamp(self.folder, key)
+        manifest = files.read_manifest(self.folder, key)
+        if manifest is None:
+            frame = self._compute(source, key, instruments, columns, fingerprint, lineage, seen, background,
+                                  rebuilt=seen is not None)
+            return frame, key, fingerprint
+        if len(days) == 0 or manifest.last_day > days[-1]:
+            # The source ends before the entry: an older state of the data, with an entry of its own.
+            pinned = _key(source, instruments, columns, lineage=lineage, fingerprint=fingerprint, pinned=True)
+            frame = self._memory.recall(pinned, fingerprint)
+            if frame is not None:
+                self._count(hits=1)
+                return frame, pinned, fingerprint
+            self._join(pinned)
+            frame = self._fixed(source, pinned, instruments, columns, fingerprint, lineage, background)
+            return frame, pinned, fingerprint
+        data = manifest.data
+        if data.get("fingerprint") != fingerprint or manifest.last_day != days[-1]:
+            digest = source_fingerprint_until(source, manifest.last_day)
+            if digest != data.get("digest"):
+                warnings.warn(
+                    f"feature cache entry {key[:12]}… was computed from {getattr(source, 'uri', source)!r} "
+                    f"as it stood on {manifest.last_day.date()}, and the data up to that day has changed "
+                    "since (a value, a stored range, a membership or a day): computing the features again",
+                    FeatureCacheWarning,
+                    stacklevel=4,
+                )
+                frame = self._compute(source, key, instruments, columns, fingerprint, lineage, manifest.stamp,
+                                      background, rebuilt=True, history=data.get("history"))
+                return frame, key, fingerprint
+            if manifest.last_day != days[-1]:
+                frame = self._extend(source, key, manifest, instruments, columns, fingerprint, background)
+                return frame, key, fingerprint
+            # The same data under another fingerprint (its files touched, say): remember it, so
+            # that the next load need not digest the data (a folder it cannot write to costs that).
+            with contextlib.suppress(OSError):
+                files.update_manifest(self.folder, key, manifest, {"fingerprint": fingerprint})
+        frame = self._memory.entry(key, manifest.last_day, manifest.data.get("digest"))
         if frame is None:
-            frame = compute_features(source, list(feature[0]), list(feature[1]), list(label[0]),
-                                     list(label[1]), instruments)
-            if background:
-                self._write_in_background(key, frame, source, instruments, seen)
-            else:
-                try:
-                    _write_entry(self.folder, key, frame, source, instruments, seen)
-                except OSError as exc:
-                    raise CacheError(_write_failures(self.folder, [(key, exc)])) from exc
-        self._remember(key, frame)
+            got = files.read_entry(self.folder, key, manifest=manifest)
+            if got is None:  # damaged (warned)
+                frame = self._compute(source, key, instruments, columns, fingerprint, lineage, manifest.stamp,
+                                      background, rebuilt=True, history=data.get("history"))
+                return frame, key, fingerprint
+            frame = got[0].frame()
+        self._count(hits=1)
+        self._memory.remember(key, frame, fingerprint, last_day=manifest.last_day, digest=data.get("digest"))
+        return frame, key, fingerprint
+
+    def _fixed(self, source: Any, key: str, instruments: str | Sequence[str], columns: Columns,
+               fingerprint: str, lineage: str | None, background: bool) -> pd.DataFrame:
+        """An entry keyed by the source's fingerprint: read, or computed and written."""
+        seen = files.stamp(self.folder, key)
+        got = files.read_entry(self.folder, key)
+        if got is None:
+            # No manifest is a plain miss; one that could not be read was warned about.
+            return self._compute(source, key, instruments, columns, fingerprint, lineage, seen, background,
+                                 rebuilt=seen is not None)
+        frame = got[0].frame()
+        self._count(hits=1)
+        self._memory.remember(key, frame, fingerprint)
         return frame
+
+    def _compute(self, source: Any, key: str, instruments: str | Sequence[str], columns: Columns,
+                 fingerprint: str, lineage: str | None, seen: tuple[int, int] | None, background: bool, *,
+                 rebuilt: bool, history: Any = None) -> pd.DataFrame:
+        """Compute the entry over the whole calendar and write it (replacing the one seen)."""
+        from qroll.data.features import compute_features
+        from qroll.data.source import source_fingerprint_until
+
+        frame = compute_features(source, columns.feature[0], columns.feature[1], columns.label[0],
+                                 columns.label[1], instruments)
+        self._count(full_computes=1, rebuilds=int(rebuilt), rows_computed=len(frame))
+        last = source.calendar.days[-1]
+        digest = source_fingerprint_until(source, last) if lineage is not None else None
+        past = entry_history(history)
+        record = {**past, "computed": past["computed"] + 1}
+        meta = self._meta(source, key, instruments, columns, fingerprint, lineage, last, digest, record)
+        self._write(key, lambda: files.write_entry(self.folder, key, frame, meta, seen), background)
+        self._memory.remember(key, frame, fingerprint, last_day=last, digest=digest)
+        return frame
+
+    def _extend(self, source: Any, key: str, manifest: files.Manifest, instruments: str | Sequence[str],
+                columns: Columns, fingerprint: str, background: bool) -> pd.DataFrame:
+        """Extend the entry of ``manifest`` by the source's days after its last (see the module docstring)."""
+        from qroll.data.source import source_fingerprint_until, source_lineage
+
+        lineage = source_lineage(source)
+        history = manifest.data.get("history")
+        if not columns.bounded:
+            log.info("feature cache entry %s… reads %s, whose memory is unbounded: computing it again over "
+                     "the whole calendar instead of extending it by the new days", key[:12],
+                     ", ".join(columns.unbounded))
+            return self._compute(source, key, instruments, columns, fingerprint, lineage, manifest.stamp,
+                                 background, rebuilt=False, history=history)
+
+        def load_old(spare: int) -> files.Rows | None:
+            got = files.read_entry(self.folder, key, manifest=manifest, spare_rows=spare)
+            return None if got is None else got[0]
+
+        held = self._memory.entry(key, manifest.last_day, manifest.data.get("digest"))
+        grown = extend(source, columns, instruments, held, load_old, manifest.last_day)
+        if grown is None:  # damaged (warned), or rows that do not match the data: compute it all
+            return self._compute(source, key, instruments, columns, fingerprint, lineage, manifest.stamp,
+                                 background, rebuilt=True, history=history)
+        part, first_day, rows = grown
+        days = source.calendar.days
+        added = len(days) - int(days.searchsorted(manifest.last_day, "right"))
+        self._count(extensions=1, days_appended=added, rows_computed=len(part))
+        frame = rows.frame()
+        last = days[-1]
+        digest = source_fingerprint_until(source, last)
+        past = entry_history(history)
+        record = {**past, "extensions": past["extensions"] + 1,
+                  "days_appended": past["days_appended"] + added}
+        meta = self._meta(source, key, instruments, columns, fingerprint, lineage, last, digest, record)
+        meta.pop("created")  # the entry's, kept
+        self._write(key, lambda: files.append_part(self.folder, key, part, first_day, frame, meta, manifest),
+                    background)
+        self._memory.remember(key, frame, fingerprint, last_day=last, digest=digest)
+        return frame
+
+    def _view(self, view: Any, instruments: str | Sequence[str], columns: Columns,
+              background: bool) -> tuple[pd.DataFrame, str, str]:
+        """An as-of view, cut out of its source's entry."""
+        full, key, fingerprint = self._frame_of(view.source, instruments, columns, background)
+        view_key = f"{key}@{view.as_of.date()}"
+        frame = self._memory.recall(view_key, fingerprint)
+        if frame is not None:
+            self._count(hits=1)
+            return frame, view_key, fingerprint
+        got = as_of_rows(full, view, columns, instruments)
+        if got is None:  # not expected of an entry of the view's source; computing is always right
+            from qroll.data.features import compute_features
+
+            log.warning("feature cache entry %s… does not cover the view %r as expected: computing the view",
+                        key[:12], view)
+            frame = compute_features(view, columns.feature[0], columns.feature[1], columns.label[0],
+                                     columns.label[1], instruments)
+            self._count(full_computes=1, rows_computed=len(frame))
+        else:
+            frame, computed = got
+            self._count(views=1, rows_computed=computed)
+        self._memory.remember(view_key, frame, fingerprint, shared_with=full)
+        return frame, view_key, fingerprint
+
+    def _meta(self, source: Any, key: str, instruments: str | Sequence[str], columns: Columns,
+              fingerprint: str, lineage: str | None, last: pd.Timestamp, digest: str | None,
+              history: dict[str, int]) -> dict[str, Any]:
+        names = [("feature", n) for n in columns.feature[1]] + [("label", n) for n in columns.label[1]]
+        return {
+            "key": key,
+            "version": CACHE_VERSION,
+            "columns": [list(c) for c in names],
+            "source": getattr(source, "uri", type(source).__name__),
+            "lineage": lineage,
+            "instruments": instruments_spec(instruments),
+            "fingerprint": fingerprint,
+            "last_day": last.date().isoformat(),
+            "digest": digest,
+            "history": history,
+            "created": _now(),
+            "updated": _now(),
+        }
 
     def processed(self, full: pd.DataFrame, key: Hashable, process: Callable[[], Frames]) -> Frames:
         """The ``(infer, learn)`` frames ``process()`` builds from the entry ``full``, built once.
@@ -391,32 +553,22 @@ class FeatureCache:
             Builds the frames on a miss. Two threads missing at once both build; the result is
             the same.
         """
-        with self._lock:
-            entry = next((k for k, held in self._memory.items() if held.frame is full), None)
-            if entry is not None:
-                done = self._memory[entry].processed
-                if done is not None and done.key == key:
-                    self._memory.move_to_end(entry)
-                    return done.infer, done.learn
-        infer, learn = process()
-        if entry is None:
-            return infer, learn  # an entry not kept in memory: no later handler gets this very frame
-        size = _held_bytes(infer, learn, shared_with=full)
-        with self._lock:
-            held = self._memory.get(entry)
-            if held is not None and held.frame is full and held.size + size <= self._budget:
-                held.processed = _Processed(key, infer, learn, size)
-                self._memory.move_to_end(entry)
-                self._evict()
-        return infer, learn
+        return self._memory.processed(full, key, process)
 
     # -- background writes ----------------------------------------------------------------------
 
-    def _write_in_background(self, key: str, frame: pd.DataFrame, source: Any, instruments: Any,
-                             seen: tuple[int, int] | None) -> None:
+    def _write(self, key: str, write: Callable[[], Any], background: bool) -> None:
+        """Run ``write`` (an entry's files) now, or in a background thread :meth:`wait` joins."""
+        if not background:
+            try:
+                write()
+            except OSError as exc:
+                raise CacheError(_write_failures(self.folder, [(key, exc)])) from exc
+            return
+
         def job() -> None:
             try:
-                _write_entry(self.folder, key, frame, source, instruments, seen)
+                write()
             except Exception as exc:  # raised by wait(), in the caller's thread
                 with self._lock:
                     self._errors.append((key, exc))
@@ -460,36 +612,17 @@ class FeatureCache:
         if failed:
             raise CacheError(_write_failures(self.folder, failed)) from failed[0][1]
 
+
     # -- listing and clearing -------------------------------------------------------------------
 
     def info(self) -> list[CacheEntry]:
         """The complete entries of the folder, oldest first (background writes are waited for).
 
-        Entries without a readable manifest (a write cut short) are not listed; :meth:`clear`
-        removes them.
+        Entries without a readable manifest (a write cut short) or of an older format are not
+        listed; :meth:`clear` removes them.
         """
         self._join()
-        folder = self.folder
-        entries = []
-        for manifest_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            try:
-                manifest = json.loads(manifest_path.read_text())
-                data_path = folder / f"{manifest_path.stem}{DATA_SUFFIX}"
-                entries.append(
-                    CacheEntry(
-                        key=manifest["key"],
-                        size=data_path.stat().st_size,
-                        rows=int(manifest["rows"]),
-                        columns=len(manifest["columns"]),
-                        created=str(manifest["created"]),
-                        source=str(manifest.get("source", "")),
-                        instruments=manifest.get("instruments"),
-                        path=data_path,
-                    )
-                )
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-        return sorted(entries, key=lambda e: e.created)
+        return files.list_entries(self.folder)
 
     def clear(self) -> int:
         """Delete every file of the folder's entries, and the frames kept in memory.
@@ -501,16 +634,7 @@ class FeatureCache:
         """
         self._join()  # else a write in flight would publish its entry after the clear
         self.forget_memory()
-        folder = self.folder
-        if not folder.is_dir():
-            return 0
-        removed = 0
-        for path in folder.iterdir():
-            if path.is_file() and (path.suffix in (".json", DATA_SUFFIX, ".tmp", ".lock")):
-                removed += path.suffix == ".json"
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-        return removed
+        return files.remove_entries(self.folder)
 
 
 def _write_failures(folder: Path, failed: list[tuple[str, BaseException]]) -> str:
@@ -534,175 +658,3 @@ def _finish_writes_at_exit() -> None:
 atexit.register(_finish_writes_at_exit)
 
 
-# -- disk format ---------------------------------------------------------------------------------
-
-
-DATA_SUFFIX = ".bin"
-
-
-def _write_entry(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any,
-                 seen: tuple[int, int] | None | bool = True) -> None:
-    """Write the entry, unless another process is writing it, or wrote it after the caller saw
-    the ``seen`` manifest (:func:`_stamp` when it looked; None: there was none; True: write)."""
-    from filelock import FileLock, Timeout
-
-    folder.mkdir(parents=True, exist_ok=True)
-    # One writer per entry across processes: workers that computed the same new entry at once
-    # would otherwise each write it, and a reader could pair one's manifest with another's data.
-    # The lock is the OS's, so a writer killed mid-write frees it.
-    lock = FileLock(folder / f".{key}.lock", timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        return  # another process is writing this very entry
-    try:
-        now = _stamp(folder, key)
-        if seen is not True and now is not None and now != seen:
-            return  # written by another process since this one found it missing or damaged
-        for stale in folder.glob(f".{key}.*.tmp"):  # a killed writer's: every writer holds the lock
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        _write_files(folder, key, frame, source, instruments)
-    finally:
-        # Removed while held: whoever locks the file afterwards (or a new one) finds the entry
-        # complete and writes nothing; a killed writer's lock file is simply reused.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock.lock_file)
-        lock.release()
-
-
-def _stamp(folder: Path, key: str) -> tuple[int, int] | None:
-    """The identity of the entry's manifest file (each write renames a new one into place)."""
-    try:
-        st = (folder / f"{key}.json").stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-def _write_files(folder: Path, key: str, frame: pd.DataFrame, source: Any, instruments: Any) -> None:
-    index = frame.index
-    if not isinstance(index, pd.MultiIndex):
-        raise ConfigTypeError(f"the feature frame must be indexed by (datetime, instrument), not by "
-                              f"{type(index).__name__} {list(index.names)}; pass a handler's frame")
-    columns = [[str(part) for part in col] for col in cast(Any, frame.columns)]
-    # Column-major float32 after the two code arrays: reading is one file read, and each column
-    # is then a contiguous slice, which is how pandas stores a block (no copy on the way in).
-    # Written column by column straight from the frame's blocks: no copy of the values.
-    parts = [
-        np.asarray(index.codes[0], dtype=np.int32),
-        np.asarray(index.codes[1], dtype=np.int32),
-        *_float32_columns(frame),
-    ]
-    size, crc = _atomic_write(folder / f"{key}{DATA_SUFFIX}", *(cast(Any, part).data for part in parts))
-    manifest = {
-        "key": key,
-        "version": CACHE_VERSION,
-        "rows": len(frame),
-        "columns": columns,
-        "datetime": [d.isoformat() for d in index.levels[0]],
-        "instrument": [str(s) for s in index.levels[1]],
-        "size": size,
-        "crc32": crc,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": getattr(source, "uri", type(source).__name__),
-        "instruments": _instruments_spec(instruments),
-    }
-    _atomic_write(folder / f"{key}.json", json.dumps(manifest, indent=1).encode())
-
-
-def _float32_columns(frame: pd.DataFrame) -> list[np.ndarray]:
-    """The frame's columns in order, each a contiguous float32 array; views where the data allow."""
-    values = frame.to_numpy() if len(frame._mgr.blocks) == 1 else None  # single block: a view
-    if values is None or values.dtype != np.float32 or not values.flags.f_contiguous:
-        values = np.asfortranarray(frame.to_numpy(dtype=np.float32))
-    # A column of a column-major array is one contiguous run: its buffer is written as is.
-    return [values[:, j] for j in range(values.shape[1])]
-
-
-_WRITE_CHUNK = 16 << 20
-"""Bytes checksummed and written at a time: the checksum reads what is about to be written."""
-
-
-def _atomic_write(path: Path, *chunks: bytes | memoryview) -> tuple[int, int]:
-    """Write ``chunks`` to ``path`` through a temporary file, fsynced; returns (bytes, CRC-32)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    size = crc = 0
-    try:
-        with open(tmp, "wb", buffering=0) as fh:
-            for chunk in chunks:
-                view = memoryview(chunk).cast("B")
-                for at in range(0, len(view), _WRITE_CHUNK):
-                    piece = view[at : at + _WRITE_CHUNK]
-                    crc = zlib.crc32(piece, crc)
-                    written = 0
-                    while written < len(piece):  # a raw write may be partial
-                        written += cast(int, fh.write(piece[written:]))
-                size += len(view)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return size, crc
-
-
-def _damaged(key: str, why: str) -> None:
-    warnings.warn(
-        f"feature cache entry {key[:12]}… is damaged ({why}); computing the features again",
-        FeatureCacheWarning,
-        stacklevel=3,
-    )
-
-
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        _damaged(path.stem, f"manifest unreadable: {exc}")
-        return None
-    if not isinstance(manifest, dict):
-        _damaged(path.stem, "manifest is not a JSON object")
-        return None
-    return manifest
-
-
-def _read_entry(folder: Path, key: str) -> pd.DataFrame | None:
-    manifest = _read_manifest(folder / f"{key}.json")
-    if manifest is None:
-        return None
-    if manifest.get("key") != key or manifest.get("version") != CACHE_VERSION:
-        _damaged(key, "manifest names another key or format version")
-        return None
-    try:
-        raw = np.fromfile(folder / f"{key}{DATA_SUFFIX}", dtype=np.uint8)
-    except OSError as exc:
-        _damaged(key, f"data file unreadable: {exc}")
-        return None
-    if len(raw) != manifest.get("size") or zlib.crc32(cast(Any, raw).data) != manifest.get("crc32"):
-        _damaged(key, f"data file has {len(raw)} bytes and another checksum than its manifest")
-        return None
-    try:
-        n, columns = int(manifest["rows"]), [tuple(c) for c in manifest["columns"]]
-        if raw.nbytes != 8 * n + 4 * n * len(columns):
-            raise ValueError(f"{raw.nbytes} bytes cannot hold {n} rows x {len(columns)} columns")
-        codes = raw[: 8 * n].view(np.int32)
-        values = raw[8 * n :].view(np.float32).reshape(len(columns), n)
-        index = pd.MultiIndex(
-            levels=[pd.DatetimeIndex(manifest["datetime"]), pd.Index(manifest["instrument"], dtype=object)],
-            codes=cast(Any, [codes[:n], codes[n:]]),
-            names=["datetime", "instrument"],
-            verify_integrity=False,
-        )
-    except Exception as exc:  # any parse failure means a damaged entry, never a crash
-        _damaged(key, f"data file cannot be parsed: {type(exc).__name__}: {exc}")
-        return None
-    return pd.DataFrame(values.T, index=index, columns=pd.MultiIndex.from_tuples(columns), copy=False)

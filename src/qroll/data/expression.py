@@ -33,7 +33,8 @@ from qroll.data import ops
 from qroll.errors import ExpressionError
 
 __all__ = [
-    "Const", "Evaluator", "Field", "Node", "Op", "evaluate", "extent", "fields_of", "look_ahead", "parse",
+    "Const", "Evaluator", "Field", "Node", "Op", "evaluate", "extent", "fields_of", "look_ahead", "look_back",
+    "parse",
 ]
 
 
@@ -270,6 +271,76 @@ def _reach(node: Node) -> int:
             raise ExpressionError(f"Ref's offset {offset!r} must be an integer in {node}")
         return _reach(node.args[0]) - offset
     return max(_reach(arg) for arg in node.args)
+
+
+def look_back(expr: str | Node) -> int | None:
+    """Trading days before "today" that ``expr`` reads at most; None when its memory is unbounded.
+
+    The counterpart of :func:`look_ahead`: a value of ``expr`` on day t depends on the data of days
+    ``t - look_back .. t + look_ahead`` only, so it can be computed from a warm-up of ``look_back``
+    days (the feature cache extends an entry by new days that way). ``Ref(x, N)`` reads N days back
+    and a window of N days N - 1 more, nested reaches adding up; a negative ``Ref`` offset reads
+    ahead, so ``Ref(Mean($close, 5), -2)`` looks back 2 days only (:func:`extent`, Qlib's load
+    range, says 4).
+
+    None, unbounded, for an operator whose value depends on the whole series before it: ``EMA``
+    (every past value keeps a weight), a window of N = 0 (expanding), ``Ref(x, 0)`` (the series'
+    first value), and ``Slope``/``Rsquare``/``Resi`` over an operand that may be infinite (a
+    division, a log, a power): Qlib's running sums keep an infinity for the rest of the series.
+    Such an expression can only be computed over the whole history.
+
+    >>> look_back("Mean($close, 5)/Ref($close, 1)")
+    4
+    >>> look_back("Ref($close, -2)/Ref($close, -1) - 1"), look_back("EMA($close, 10)")
+    (0, None)
+
+    Raises
+    ------
+    ExpressionError
+        When the expression cannot be parsed or a Ref's offset is not an integer.
+    """
+    reach = _back(parse(expr))
+    return None if reach is None else max(0, reach)
+
+
+def _back(node: Node) -> int | None:
+    # Days before today that node reads at most (negative: only the future); None: unbounded.
+    if isinstance(node, (Field, Const)):
+        return 0
+    if node.name == "Ref":
+        offset = _const(node.args[1])
+        if not isinstance(offset, int):
+            raise ExpressionError(f"Ref's offset {offset!r} must be an integer in {node}")
+        inner = _back(node.args[0])
+        return None if offset == 0 or inner is None else inner + offset
+    if node.name in _ROLLING or node.name == "Quantile" or node.name in _PAIR:
+        operands = node.args[:2] if node.name in _PAIR else node.args[:1]
+        reaches = [_back(a) for a in operands]
+        window = _const(node.args[len(operands)])
+        if node.name == "EMA" or window < 1 or any(r is None for r in reaches):
+            return None
+        if node.name in ("Slope", "Rsquare", "Resi") and _may_be_infinite(node.args[0]):
+            return None
+        return max(r for r in reaches if r is not None) + int(window) - 1
+    reaches = [_back(a) for a in node.args]
+    return None if any(r is None for r in reaches) else max(r for r in reaches if r is not None)
+
+
+def _may_be_infinite(node: Node) -> bool:
+    """Whether ``node`` can be ±inf on stored (finite) data: a division, log or power on the way.
+
+    Window operators turn ±inf into NaN before computing (pandas' rolling does), so only element-wise
+    operators and ``Ref`` pass an infinity on.
+    """
+    if isinstance(node, Field):
+        return False
+    if isinstance(node, Const):
+        return bool(np.isinf(node.value))
+    if node.name in ("Div", "Log", "Power"):
+        return True
+    if node.name in _ELEMENTWISE or node.name == "Ref":
+        return any(_may_be_infinite(a) for a in node.args)
+    return False
 
 
 def fields_of(expr: str | Node) -> set[str]:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from qroll.data.expression import Evaluator, extent, fields_of, parse
 from qroll.data.source import field_name, ranges_from_values
-from qroll.errors import DataError, DataNotFoundError, ExpressionError, MissingFieldWarning
+from qroll.errors import ConfigValueError, DataError, DataNotFoundError, ExpressionError, MissingFieldWarning
 
 __all__ = [
     "ALPHA158_CONFIG",
@@ -168,6 +168,8 @@ def compute_features(
     start: Any = None,
     end: Any = None,
     n_jobs: int | None = None,
+    *,
+    warm_up: int | None = None,
 ) -> pd.DataFrame:
     """Compute feature and label expressions for every instrument at once, in Qlib's handler layout.
 
@@ -189,6 +191,13 @@ def compute_features(
         needs (:func:`~qroll.data.expression.extent`) are loaded beyond them.
     n_jobs : int, optional
         Threads, each computing a block of instruments; default: the CPU count (at most 8).
+    warm_up : int, optional
+        Trading days evaluated before ``start``, for every expression (at least its own look-back).
+        By default each expression is evaluated from its own look-back before ``start``, as Qlib
+        loads it. ``start``'s calendar position evaluates everything from the first day: the
+        values, bit for bit, of a computation over the whole calendar (pandas' rolling sums and
+        Qlib's regression keep running sums from the series' first day, so a later first day can
+        change the last bits).
 
     Returns
     -------
@@ -210,10 +219,12 @@ def compute_features(
             f"{len(feature_exprs)} feature and {len(label_exprs)} label expressions but "
             f"{len(feature_names)} and {len(label_names)} names: give one name per expression"
         )
+    if warm_up is not None and (isinstance(warm_up, bool) or not isinstance(warm_up, int) or warm_up < 0):
+        raise ConfigValueError(f"warm_up={warm_up!r} must be a whole number of trading days >= 0, or None")
     nodes = [parse(e) for e in exprs]
     days = source.calendar.days
     s, e = _snap(days, start, end)
-    sizes = [extent(n) for n in nodes] or [(0, 0)]
+    sizes = [(max(lft, warm_up or 0), rgt) for lft, rgt in (extent(n) for n in nodes)] or [(0, 0)]
     lo = max(0, s - max(z[0] for z in sizes))
     hi = min(len(days) - 1, e + max(z[1] for z in sizes))
 

@@ -11,8 +11,10 @@ A :class:`DataHandlerLP` keeps three frames, selected by ``data_key`` in :meth:`
 
 The raw frame is a slice of the feature cache (:class:`~qroll.data.cache.FeatureCache`, given to
 the handler or looked up for its home): the features of the whole calendar are computed once per
-source and feature set, and every handler (every rolling window) slices its
-``[start_time, end_time]`` out of them. Processing is lazy; processors with a
+source and feature set (and extended by the new days when the data grows), and every handler
+(every rolling window) slices its ``[start_time, end_time]`` out of them; a handler on an
+:class:`~qroll.data.asof.AsOfSource` gets the view cut out of its source's entry, exactly the
+features computing the view would give. Processing is lazy; processors with a
 fit range are fitted on ``[fit_start_time, fit_end_time]``, or, when the handler has none, on the
 train segment of the :class:`~qroll.data.dataset.DatasetH` that uses it.
 """

@@ -386,6 +386,11 @@ class QlibBinSource:
                 paths += sorted(features / folder / e.name for e in it if e.name.endswith(BIN_SUFFIX))
         return stat_digest([str(self.root.resolve())], paths)
 
+    def lineage(self) -> str:
+        """The directory's resolved path: the same while it gains days (see
+        :class:`~qroll.data.source.Source`)."""
+        return f"qlib://{self.root.resolve()}"
+
     def fingerprint_until(self, day: Any) -> str:
         """The digest of the data up to ``day`` (see :meth:`~qroll.data.source.Source.fingerprint_until`).
 

@@ -36,6 +36,7 @@ __all__ = [
     "prefix_digest",
     "register_source",
     "source_fingerprint_until",
+    "source_lineage",
     "source_schemes",
 ]
 
@@ -66,6 +67,14 @@ class Source(Protocol):
     still works with :func:`~qroll.data.features.compute_features`, which then falls back to
     :func:`ranges_from_values` (first..last *non-NaN* value of each field): exact except where an
     instrument's data begins or ends with stored NaN days, whose rows are then dropped.
+
+    A source may also have ``lineage() -> str | None``: what stays the same as it gains days (the
+    path of a Qlib directory or a table file with its reading options, a synthetic market's
+    parameters without ``end``). The feature cache keys an entry by it, so that the entry of a
+    source that gained days is extended by the new days (after checking with
+    :meth:`fingerprint_until` that its past is unchanged) instead of computed again. Without it
+    (:func:`source_lineage` gives None) the cache keys by :meth:`fingerprint`: a source that gains
+    days is then a new entry.
     """
 
     uri: str
@@ -125,6 +134,7 @@ class Source(Protocol):
         ...
 
 
+
 # scheme -> factory, or "module:attr" imported on first use so that opening a synthetic market
 # does not import pyarrow and the modules here can import this one without a cycle.
 _REGISTRY: dict[str, Callable[[str], Source] | str] = {
@@ -149,9 +159,12 @@ def register_source(scheme: str, factory: Callable[[str], Source] | str) -> None
     This is how a data source of your own reaches every part of qroll: a run config's ``data:``,
     a handler's ``source``, ``qroll data``, the backtest. The class needs the :class:`Source`
     members (``uri``, ``calendar``, ``markets()``, ``instruments()``, ``fields()``, ``load()``,
-    ``stored_ranges()``, ``fingerprint()``, ``fingerprint_until()``); the feature cache keys on
-    ``fingerprint()``, so it must change whenever the data does (``fingerprint_until`` can be
-    ``return prefix_digest(self, day)``). For example, a source over a company database::
+    ``stored_ranges()``, ``fingerprint()``, ``fingerprint_until()``, and optionally ``lineage()``,
+    see :class:`Source`);
+    the feature cache keys on ``fingerprint()``, so it must change whenever the data does
+    (``fingerprint_until`` can be ``return prefix_digest(self, day)``), or, with a ``lineage()``,
+    on the lineage and extends its entry as the data gains days. For example, a source over a
+    company database::
 
         # mypkg/warehouse.py
         class WarehouseSource:
@@ -482,6 +495,25 @@ def source_fingerprint_until(source: Source, day: Any) -> str:
     """``source.fingerprint_until(day)``, or :func:`prefix_digest` for a source without it."""
     method = getattr(source, "fingerprint_until", None)
     return str(method(day)) if callable(method) else prefix_digest(source, day)
+
+
+def source_lineage(source: Any) -> str | None:
+    """``source.lineage()``, or None for a source without it (see :class:`Source`'s notes).
+
+    Examples
+    --------
+    >>> from qroll.data.synthetic import SyntheticMarket
+    >>> source_lineage(SyntheticMarket(instruments=4, end="2020-03-31", seed=1)) == source_lineage(
+    ...     SyntheticMarket(instruments=4, end="2020-06-30", seed=1))
+    True
+    >>> source_lineage(object()) is None
+    True
+    """
+    method = getattr(source, "lineage", None)
+    if not callable(method):
+        return None
+    value = method()
+    return None if value is None else str(value)
 
 
 def clip_spans(spans: Iterable[tuple[pd.Timestamp, pd.Timestamp]], limit: pd.Timestamp | None) -> Spans:

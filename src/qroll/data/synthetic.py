@@ -201,6 +201,12 @@ class SyntheticMarket:
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def lineage(self) -> str:
+        """The parameters without ``end``, and :data:`GENERATOR_VERSION`: prefix stability makes a
+        later ``end`` the same market grown by days (see :class:`~qroll.data.source.Source`)."""
+        return (f"synthetic://?instruments={self.n_instruments}&start={self.start.date()}&seed={self.seed}"
+                f"&generator={GENERATOR_VERSION}")
+
     def fingerprint_until(self, day: Any) -> str:
         """The digest of the data up to ``day`` (see :meth:`~qroll.data.source.Source.fingerprint_until`).
 

@@ -364,6 +364,12 @@ class TableSource:
             [self.path],
         )
 
+    def lineage(self) -> str:
+        """The file's resolved path and the columns it is read by: the same while rows are added
+        (see :class:`~qroll.data.source.Source`)."""
+        return (f"table://{self.path.resolve()}?date={self.date_column}&instrument={self.instrument_column}"
+                f"&adjust={self.adjust or ''}")
+
     def fingerprint_until(self, day: Any) -> str:
         """The digest of the rows dated on or before ``day``; rows added later leave it unchanged.
 

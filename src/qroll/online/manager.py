@@ -4,9 +4,11 @@ What a routine on an as-of day does, for each strategy, under the strategy's loc
 (:mod:`qroll.online.lock`):
 
 1. the windows due on the day (:meth:`~qroll.online.RollingStrategy.prepare_tasks`) are looked up
-   by window key (:func:`~qroll.tasks.shape.window_key`) and only those with no run are trained:
-   a second routine on the same day trains nothing; a delay trainer's ``end_train`` fits them
-   within the routine (Qlib's ``delay_prepare`` is not ported);
+   by window key (:func:`~qroll.tasks.shape.window_key`) and only those with no run are trained,
+   on the data as of the day (the trainer's ``as_of``: a window trained on day d sees nothing
+   after d, and its ``pred.pkl`` ends on d): a second routine on the same day trains nothing; a
+   delay trainer's ``end_train`` fits them within the routine (Qlib's ``delay_prepare`` is not
+   ported);
 2. the online tags move (:meth:`~qroll.online.RollingStrategy.prepare_online_models`), new ones
    first;
 3. the online models' predictions are extended **to the as-of day** (Qlib: to the calendar's
@@ -36,6 +38,7 @@ from qroll.home import qroll_home
 from qroll.online.lock import strategy_lock
 from qroll.online.strategy import OnlineStrategy, as_of_day
 from qroll.online.tool import OnlineToolR
+from qroll.pool.run import takes_keyword
 from qroll.record import Experiment, ExpManager, Recorder
 from qroll.record.tags import KIND_MERGED, TAG_KIND, TAG_ONLINE_SINCE, TAG_WINDOW_KEY
 from qroll.tasks.shape import window_key
@@ -197,8 +200,10 @@ class OnlineManager:
     def _lock(self, strategy: OnlineStrategy) -> Any:
         return strategy_lock(self.exp_manager.uri, strategy.name_id, self.home)
 
-    def _train(self, strategy: OnlineStrategy, tasks: Sequence[Mapping[str, Any]]) -> list[Recorder]:
-        """The runs of ``tasks``: each window's existing run, or a new one trained (and ended) now."""
+    def _train(self, strategy: OnlineStrategy, tasks: Sequence[Mapping[str, Any]],
+               as_of: pd.Timestamp) -> list[Recorder]:
+        """The runs of ``tasks``: each window's existing run, or a new one trained (and ended) now, on
+        the data as of ``as_of`` (for a trainer that takes it: nothing after the day is visible)."""
         if not tasks:
             return []
         keys = [window_key(task) for task in tasks]
@@ -211,9 +216,11 @@ class OnlineManager:
                 todo.append(i)
         if todo:
             log.info("strategy %r: training %d window(s)", strategy.name_id, len(todo))
-            runs = self.trainer.train([tasks[i] for i in todo], experiment_name=strategy.name_id)
+            day = {"as_of": as_of} if takes_keyword(self.trainer.train, "as_of") else {}
+            runs = self.trainer.train([tasks[i] for i in todo], experiment_name=strategy.name_id, **day)
             # Delay trainers fit in end_train: here, within the routine, so the runs can predict.
-            runs = self.trainer.end_train(runs, experiment_name=strategy.name_id)
+            day = {"as_of": as_of} if takes_keyword(self.trainer.end_train, "as_of") else {}
+            runs = self.trainer.end_train(runs, experiment_name=strategy.name_id, **day)
             for i, rec in zip(todo, runs, strict=True):
                 if rec.tags.get(TAG_WINDOW_KEY) != keys[i]:
                     rec.set_tags(**{TAG_WINDOW_KEY: keys[i]})  # a run trained before window keys existed
@@ -239,7 +246,7 @@ class OnlineManager:
                 # Qlib's first_tasks() takes no day: such a strategy rolls on what it knows.
                 first = strategy.first_tasks(as_of) if _takes(strategy.first_tasks, "cur_time") else (
                     strategy.first_tasks())
-                trained = self._train(strategy, first)
+                trained = self._train(strategy, first, as_of)
                 strategy.prepare_online_models(trained, cur_time=as_of, **dict(model_kwargs or {}))
 
     def routine(self, cur_time: Any = None, task_kwargs: Mapping[str, Any] | None = None,
@@ -275,7 +282,7 @@ class OnlineManager:
         for strategy in self.strategies:
             with self._lock(strategy):
                 tasks = strategy.prepare_tasks(as_of, **dict(task_kwargs or {}))
-                trained = self._train(strategy, tasks)
+                trained = self._train(strategy, tasks, as_of)
                 strategy.prepare_online_models(trained, cur_time=as_of, **dict(model_kwargs or {}))
                 strategy.tool.update_online_pred(to_date=as_of)
         self.cur_time = as_of

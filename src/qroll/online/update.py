@@ -12,7 +12,9 @@ date, and a second call does nothing) with three differences:
 - the model predicts on an :class:`~qroll.data.asof.AsOfSource` that ends on ``to_date``, so
   nothing after it is visible to a prediction, and the model is never refitted (its processors are
   refitted on its own train segment, which is what training fitted them on: qroll stores the
-  dataset's config, not fitted processors);
+  dataset's config, not fitted processors). The features come from the feature cache of the
+  run's home, cut at ``to_date`` (:meth:`~qroll.data.cache.FeatureCache.load` serves an as-of
+  view from the data's entry, extending it by the new days first), not computed again;
 - an empty stored prediction is "nothing to extend" (Qlib raises "NaT is not trading day", O9).
 
 ``to_date`` defaults, as in Qlib, to the data's last day; :class:`~qroll.online.OnlineManager`
@@ -276,8 +278,8 @@ class DSBasedUpdater:
 
         The stored dataset config is kept (its train segment, on which the processors are
         refitted as training fitted them); the handler reads an
-        :class:`~qroll.data.asof.AsOfSource` ending on ``to_date`` without the feature cache
-        (a later step lets the cache serve as-of views), and the test segment is the new days.
+        :class:`~qroll.data.asof.AsOfSource` ending on ``to_date`` through the feature cache of
+        the run's home (an as-of view of the data's entry), and the test segment is the new days.
         ``unprepared_dataset`` is returned as given (Qlib's hook for a dataset built elsewhere).
         """
         if unprepared_dataset is not None:
@@ -293,9 +295,9 @@ class DSBasedUpdater:
             hk = dict(handler.get("kwargs") or {})
             hk["source"] = AsOfSource(self.source, self.to_date)
             hk["end_time"] = self.to_date
-            if _accepts(handler, "cache"):
-                # Each as-of day is a source of its own to the cache: one entry per day otherwise.
-                hk["cache"] = False
+            home = getattr(self.record.manager, "home", None)
+            if home is not None and _accepts(handler, "home"):
+                hk.setdefault("home", str(home))  # the run's cache, as training used it
             if self.hist_ref:
                 warm = days[max(0, int(days.searchsorted(self.from_date)) - self.hist_ref)]
                 start = hk.get("start_time")

@@ -131,7 +131,8 @@ def end_orphaned_runs(manager: ExpManager, experiment: str, lease: PoolLease) ->
 
 
 def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None,
-                  phase: Mapping[str, str] | None = None, data: str | None = None) -> dict[str, Any]:
+                  phase: Mapping[str, str] | None = None, data: str | None = None,
+                  as_of: Any = None) -> dict[str, Any]:
     # A custom train_func without a tags (or data) parameter still works; its runs just cannot
     # be cleaned (and its phase is tagged once it returns), and its handlers find their own data.
     tags = {**(lease_tags(lease) if lease is not None else {}), **(phase or {})}
@@ -140,6 +141,12 @@ def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None,
         kwargs["tags"] = tags
     if data is not None and takes_keyword(train_func, "data"):
         kwargs["data"] = data
+    if as_of is not None:
+        if not takes_keyword(train_func, "as_of"):
+            log.warning("%s takes no as_of: the task is trained on the data as it is, not as of %s",
+                        getattr(train_func, "__qualname__", train_func), as_of)
+        else:
+            kwargs["as_of"] = as_of
     return kwargs
 
 
@@ -241,7 +248,8 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
                      pool_lease: PoolLease | None = None,
                      store_wait: float | None = None,
                      home: str | os.PathLike[str] | None = None,
-                     data: str | None = None) -> dict[str, str]:
+                     data: str | None = None,
+                     as_of: Any = None) -> dict[str, str]:
     """Train one pool task with ``train_func`` and return its run as a pool result (JSON).
 
     Parameters
@@ -272,6 +280,9 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
     data : str, optional
         The market data of a handler that names none, given to a ``train_func`` that takes
         ``data`` (as :func:`~qroll.train.task_train` does); the task itself is left as it is.
+    as_of : date, optional
+        Train on the data as it stood on that day (``train_func``'s ``as_of``, see
+        :func:`~qroll.train.task_train`); the task itself is left as it is.
 
     Returns
     -------
@@ -290,7 +301,7 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
         rec = _finished_run(manager, experiment, task) if reuse_finished else None
         if rec is None:
             rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
-                             **_train_kwargs(train_func, pool_lease, data=data))
+                             **_train_kwargs(train_func, pool_lease, data=data, as_of=as_of))
         return recorder_result(rec, experiment)
 
     return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, home=home,
@@ -335,18 +346,19 @@ def end_task_train_entry(res: Mapping[str, Any], *, experiment: str, tracking: s
                          pool_lease: PoolLease | None = None,
                          store_wait: float | None = None,
                          home: str | os.PathLike[str] | None = None,
-                         data: str | None = None) -> dict[str, str]:
+                         data: str | None = None,
+                         as_of: Any = None) -> dict[str, str]:
     """Phase 2: fit the run phase 1 recorded (``res`` is its pool result); the result again.
 
     After an outage of the store the same run is resumed and fitted again: it is the run the
-    pool's result names, so it is never ended as an outage's leftover. ``store_wait``, ``home``
-    and ``data`` as for :func:`task_train_entry`.
+    pool's result names, so it is never ended as an outage's leftover. ``store_wait``, ``home``,
+    ``data`` and ``as_of`` as for :func:`task_train_entry`.
     """
 
     def attempt(manager: ExpManager) -> dict[str, str]:
         rec = result_recorder(res, manager)
         done = train_func(rec, experiment, exp_manager=rec.manager,
-                          **_train_kwargs(train_func, None, data=data))
+                          **_train_kwargs(train_func, None, data=data, as_of=as_of))
         done.set_tags(**{TAG_PHASE: PHASE_END})
         return recorder_result(done, experiment)
 

@@ -7,6 +7,9 @@ copy, before** the objects they configure are built; the caller's dict is never 
 The run's qroll home (its manager's, :attr:`ExpManager.home <qroll.record.ExpManager.home>`) is
 where a qroll handler built from the task keeps its feature cache: the handler is built from a
 copy of its config with ``home`` set, so the task, its hash and its stored artifacts stay as given.
+An as-of day reaches the handler the same way: trained "as of" a day, the handler reads an
+:class:`~qroll.data.asof.AsOfSource` that ends on it (nothing after it is visible: the window's
+predictions end on it), and the task as recorded is unchanged.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
+
 from qroll.config import fill_placeholder, init_instance_by_config, resolve_class
 from qroll.data.dataset import DatasetH
 from qroll.data.handler import DataHandlerLP
 from qroll.errors import ConfigError, TaskConfigError
+from qroll.home import data_uri
 from qroll.models.base import Model
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import run_name, task_tags
@@ -66,13 +72,15 @@ def _takes(cls: type, name: str) -> bool:
 
 
 def _handler_settings(task: Mapping[str, Any], home: str | os.PathLike[str],
-                      data: str | None = None) -> Mapping[str, Any]:
+                      data: str | None = None, as_of: Any = None) -> Mapping[str, Any]:
     """``task`` with its qroll handler given ``home`` (and ``data`` as its default source).
 
     Only a handler config (``{"class": ..., "kwargs": ...}``) naming a
     :class:`~qroll.data.handler.DataHandlerLP` that takes ``home`` is changed, and a ``home`` or
-    ``source`` it already has wins. The dicts on the way to the handler's kwargs are copied, so
-    ``task`` itself is left as it is (and nothing else of it is copied).
+    ``source`` it already has wins. With ``as_of``, the handler's source (its own, else ``data``,
+    else the default) is seen as of that day (:class:`~qroll.data.asof.AsOfSource`). The dicts on
+    the way to the handler's kwargs are copied, so ``task`` itself is left as it is (and nothing
+    else of it is copied).
 
     Examples
     --------
@@ -83,29 +91,37 @@ def _handler_settings(task: Mapping[str, Any], home: str | os.PathLike[str],
     {}
     """
     handler = shape.handler_config(task)
-    if not isinstance(handler, Mapping):
-        return task  # a path or an object: built elsewhere, with its own settings
-    cls = resolve_class(handler)
-    given = handler.get("kwargs")
+    cls = resolve_class(handler) if isinstance(handler, Mapping) else None
+    given = handler.get("kwargs") if isinstance(handler, Mapping) else None
     ours = isinstance(cls, type) and issubclass(cls, DataHandlerLP) and _takes(cls, "home")
-    if not ours or not (given is None or isinstance(given, Mapping)):
-        return task  # another handler; or malformed kwargs, which building the handler reports
+    if not isinstance(handler, Mapping) or not ours or not (given is None or isinstance(given, Mapping)):
+        # A path or an object (built elsewhere, with its own settings), another handler, or malformed
+        # kwargs (which building the handler reports).
+        if as_of is not None:
+            log.warning("the task's handler %r is not a qroll handler config: it is trained on its data as "
+                        "it is, not as of %s", handler, pd.Timestamp(as_of).date())
+        return task
     kwargs = {**(given or {})}
     kwargs.setdefault("home", os.fspath(home))
     if data is not None:
         kwargs.setdefault("source", data)
+    if as_of is not None:
+        from qroll.data.asof import AsOfSource
+        from qroll.data.uri import DEFAULT_SOURCE
+
+        kwargs["source"] = AsOfSource(kwargs.get("source") or data_uri() or DEFAULT_SOURCE, as_of)
     dataset = task["dataset"]
     handler = {**handler, "kwargs": kwargs}
     return {**task, "dataset": {**dataset, "kwargs": {**dataset["kwargs"], "handler": handler}}}
 
 
 def _exe_task(rec: Recorder, task: Mapping[str, Any], home: str | os.PathLike[str],
-              data: str | None = None) -> None:
+              data: str | None = None, as_of: Any = None) -> None:
     # Config placeholders (<dataset.kwargs.segments.train.0>) first, so the handler is built with
     # real dates; <MODEL>/<DATASET> stay until those objects exist.
     filled = fill_placeholder(task, {})
     model = init_instance_by_config(filled["model"], accept_types=Model)
-    built = _handler_settings(filled, home, data)
+    built = _handler_settings(filled, home, data, as_of)
     dataset = init_instance_by_config(built["dataset"], accept_types=DatasetH)
     reweighter = filled.get("reweighter")
     if isinstance(reweighter, (Mapping, str)):
@@ -189,6 +205,7 @@ def task_train(
     *,
     home: str | os.PathLike[str] | None = None,
     data: str | None = None,
+    as_of: Any = None,
 ) -> Recorder:
     """Build the task's model and dataset, fit, run its records; return the FINISHED run.
 
@@ -204,7 +221,10 @@ def task_train(
 
     ``home`` (default: the manager's) is where the task's qroll handler keeps its feature cache,
     and ``data`` the source of a handler that names none (default ``$QROLL_DATA`` or the
-    synthetic market); neither changes the task as recorded, nor its hash.
+    synthetic market). ``as_of`` (a date) trains the task on the data as it stood on that day
+    (:class:`~qroll.data.asof.AsOfSource`): an online window trained on day d sees nothing after
+    d, and its test predictions end on d. None of the three changes the task as recorded, nor its
+    hash.
     """
     check_task(task_config)
     manager = exp_manager or ExpManager(home=home)
@@ -212,7 +232,7 @@ def task_train(
     name = recorder_name or run_name(task_config)
     with exp.start_recorder(name, tags={**task_tags(task_config), **(tags or {})}) as rec:
         _log_task_info(rec, task_config)
-        _exe_task(rec, task_config, home if home is not None else manager.home, data)
+        _exe_task(rec, task_config, home if home is not None else manager.home, data, as_of)
     return rec
 
 
@@ -239,10 +259,11 @@ def begin_task_train(
 
 
 def end_task_train(rec: Recorder, experiment_name: str, exp_manager: ExpManager | None = None, *,
-                   home: str | os.PathLike[str] | None = None, data: str | None = None) -> Recorder:
+                   home: str | os.PathLike[str] | None = None, data: str | None = None,
+                   as_of: Any = None) -> Recorder:
     """Phase 2: fit the task recorded by :func:`begin_task_train`, in the same run.
 
-    ``home`` and ``data`` as for :func:`task_train`.
+    ``home``, ``data`` and ``as_of`` as for :func:`task_train`.
 
     Raises
     ------
@@ -254,6 +275,6 @@ def end_task_train(rec: Recorder, experiment_name: str, exp_manager: ExpManager 
     current = exp.get_recorder(rec.id)
     with current.resume():
         task = current.load_object("task")
-        _exe_task(current, task, home if home is not None else manager.home, data)
+        _exe_task(current, task, home if home is not None else manager.home, data, as_of)
     current.refresh()
     return current

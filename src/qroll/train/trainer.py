@@ -158,6 +158,17 @@ class Trainer:
         raise NotImplementedError(f"{type(self).__name__} has no worker")
 
 
+def _with_as_of(func: Callable[..., Any], kwargs: dict[str, Any], as_of: Any) -> dict[str, Any]:
+    """``kwargs`` with ``as_of`` for ``func``; a function that cannot take it trains on all the data."""
+    if as_of is None:
+        return kwargs
+    if takes_keyword(func, "as_of"):
+        return {**kwargs, "as_of": as_of}
+    log.warning("%s takes no as_of: its tasks are trained on the data as it is, not as of %s",
+                getattr(func, "__qualname__", func), as_of)
+    return kwargs
+
+
 def _train_in_subprocess(
     train_func: Callable[..., Recorder],
     task: Mapping[str, Any],
@@ -230,9 +241,27 @@ class TrainerR(Trainer):
         tasks: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         train_func: Callable[..., Recorder] | None = None,
         experiment_name: str | None = None,
+        *,
+        as_of: Any = None,
         **kwargs: Any,
     ) -> list[Recorder]:
         """Train every task; return their runs in input order, each tagged ``train_status``.
+
+        Parameters
+        ----------
+        tasks : dict or list of dict
+            The tasks.
+        train_func : callable, optional
+            Instead of the trainer's.
+        experiment_name : str, optional
+            Instead of the trainer's.
+        as_of : date, optional
+            Train on the data as it stood on that day (``train_func``'s ``as_of``, see
+            :func:`~qroll.train.task_train`): what :class:`~qroll.online.OnlineManager` passes, so
+            that a window trained on day d sees nothing after it. The tasks and their hashes are
+            unchanged. A delay trainer uses it in :meth:`~DelayTrainerR.end_train`, which fits.
+        **kwargs
+            Passed to ``train_func``.
 
         Raises
         ------
@@ -245,6 +274,8 @@ class TrainerR(Trainer):
             return []
         func = train_func or self.train_func
         name = experiment_name or self.experiment_name or DEFAULT_EXPERIMENT
+        if not self.is_delay():  # a delay trainer's first phase fits nothing: its end_train takes the day
+            kwargs = _with_as_of(func, kwargs, as_of)
         hashes = [task_hash(task) for task in task_list] if self.skip_finished else []
         # A delay trainer takes its own first-phase runs up again (its end_train fits them).
         done = finished_runs(self.manager, name, hashes, first_phase=self.is_delay()) if hashes else {}
@@ -341,12 +372,18 @@ class DelayTrainerR(TrainerR):
         models: Recorder | Sequence[Recorder],
         end_train_func: Callable[..., Recorder] | None = None,
         experiment_name: str | None = None,
+        *,
+        as_of: Any = None,
         **kwargs: Any,
     ) -> list[Recorder]:
-        """Fit every recorded task not yet fitted, in its own run; tag it ``end_task_train``."""
+        """Fit every recorded task not yet fitted, in its own run; tag it ``end_task_train``.
+
+        ``as_of`` fits on the data as it stood on that day (see :meth:`TrainerR.train`).
+        """
         recs = self._recorder_list(models)
         func = end_train_func or self.end_train_func
         name = experiment_name or self.experiment_name or DEFAULT_EXPERIMENT
+        kwargs = _with_as_of(func, kwargs, as_of)
         out = []
         for rec in recs:
             if rec.tags.get(STATUS_KEY) != STATUS_END:
