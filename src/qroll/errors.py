@@ -184,7 +184,8 @@ class MissingFieldWarning(UserWarning):
 
 
 class FeatureCacheWarning(UserWarning):
-    """A damaged feature-cache entry was ignored; the features are computed again."""
+    """A feature-cache entry could not be used as it stands (damaged, or its source's past changed),
+    or a background write failed; the features are computed again."""
 
 
 class CollectError(QrollError):
