@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 QLIB_VENV := .venv-qlib
 
-.PHONY: demo test test-fast lint typecheck venv qlib-venv oracle bench-alpha158 bench-rolling bench-backtest bench-demo-evaluation bench-pool bench-collect-server clean
+.PHONY: demo test test-fast lint typecheck venv qlib-venv oracle bench-alpha158 bench-rolling bench-backtest bench-demo-evaluation bench-pool bench-collect-server bench-online clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "qroll needs Python 3.10 or newer; set PYTHON=python3.x")'
@@ -87,6 +87,12 @@ bench-backtest: $(STAMP) $(QLIB_VENV)/.installed
 ## writes benchmarks/results/demo_evaluation.json)
 bench-demo-evaluation: $(STAMP)
 	$(BIN)/python benchmarks/bench_demo_evaluation.py
+
+## `qroll update` after one new day (300 instruments x 13 years, Alpha158 + LightGBM): no window due,
+## nothing new, one window due; against Qlib 0.9.7's OnlineManager.routine on a copy of the same data
+## (several minutes; writes benchmarks/results/online.json)
+bench-online: $(STAMP) $(QLIB_VENV)/.installed
+	$(BIN)/python benchmarks/bench_online.py
 
 ## task-pool throughput on SQLite and PostgreSQL, against Procrastinate (in .venv-procrastinate)
 ## and a bare SKIP LOCKED loop (writes benchmarks/results/pool.json)

@@ -99,8 +99,10 @@ from qroll.online import (
     OnlineManager,
     OnlineStrategy,
     OnlineToolR,
+    Orders,
     PredUpdater,
     RollingStrategy,
+    next_orders,
 )
 from qroll.pool import PoolBackend, TaskManager, register_backend, run_task
 from qroll.record import (
@@ -190,6 +192,7 @@ __all__ = [
     "OnlineManager",
     "OnlineStrategy",
     "OnlineToolR",
+    "Orders",
     "OutOfCalendarError",
     "PoolBackend",
     "PoolConfigError",
@@ -250,6 +253,7 @@ __all__ = [
     "indicator_analysis",
     "init_instance_by_config",
     "load_config",
+    "next_orders",
     "open_source",
     "register_backend",
     "register_source",

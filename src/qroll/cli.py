@@ -14,14 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from rich.console import Console
 
 import qroll
-from qroll.errors import QrollError
+from qroll.errors import ConfigValueError, QrollError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from qroll.online.orders import Orders
     from qroll.pool.worker import WorkSummary
     from qroll.record import Experiment
+    from qroll.run_config import RunConfig
+    from qroll.train.trainer import TaskOutcome, TrainProgress
 
 __all__ = ["main"]
 
@@ -158,6 +164,203 @@ def _file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
 
 
+def _online_config(args: argparse.Namespace) -> RunConfig:
+    """The run config with the command line's overrides (validated with the file, as ``qroll run``)."""
+    from qroll.config import load_config
+    from qroll.run_config import RunConfig
+
+    overrides = {"experiment": args.experiment, "tracking": args.tracking}
+    raw = {**load_config(args.config), **{k: v for k, v in overrides.items() if v is not None}}
+    return RunConfig.from_dict(raw, origin=str(args.config))
+
+
+def _train_lines(out: Console) -> TrainProgress:
+    """One line per window the trainer finishes (the number of due windows is not known ahead)."""
+    from qroll.console import MARK
+    from qroll.tasks import shape
+
+    def show(outcome: TaskOutcome) -> None:
+        detail = f"  {outcome.error}" if outcome.error else ""
+        out.print(f"  {MARK[outcome.status]}  {shape.model_name(outcome.task) or '?':<12} test "
+                  f"{shape.window_text(outcome.task, missing='?')}  {outcome.seconds:6.1f} s{detail}")
+
+    return show
+
+
+def _scores_table(title: str, scores: pd.Series, top: int) -> Table:
+    """The best and worst ``top`` names of a day's scores, side by side."""
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold")
+    for col in ("rank", "top", "score", "bottom", "score "):
+        table.add_column(col, justify="right" if col.startswith("score") or col == "rank" else "left")
+    best = scores.head(top)
+    worst = scores.tail(top).iloc[::-1]
+    for i in range(max(len(best), len(worst))):
+        row = [str(i + 1)]
+        for part in (best, worst):
+            row += [str(part.index[i]), f"{part.iloc[i]:+.4f}"] if i < len(part) else ["", ""]
+        table.add_row(*row)
+    return table
+
+
+def _signal_day_text(as_of: pd.Timestamp, next_day: pd.Timestamp | None) -> str:
+    if next_day is not None:
+        return f"signal of {as_of:%Y-%m-%d} for the next trading day, {next_day:%Y-%m-%d}"
+    return f"signal of {as_of:%Y-%m-%d} for the next trading day (after {as_of:%Y-%m-%d})"
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from qroll.online.service import update
+    from qroll.record import ExpManager
+
+    cfg = _online_config(args)
+    out = _console()
+    store = ExpManager(cfg.tracking, home=args.home)
+    out.print(f"[bold]{cfg.experiment}[/]: online update, tracking {store.display_uri}, data {cfg.data}")
+    with _console(stderr=True).status("updating: training what is due, extending the online predictions"):
+        result = update(cfg, args.as_of, args.reset, exp_manager=store, home=args.home,
+                        progress=_train_lines(out))
+    what = "first windows" if result.first else "window(s) due"
+    if result.trained:
+        out.print(f"trained {len(result.trained)} {what}: {', '.join(result.trained)}")
+    else:
+        out.print("trained nothing: no window due" if not result.first
+                  else "trained nothing: the first windows were already in the store")
+    online = ", ".join(f"{w.model} {w.test} (run {w.run_id[:8]})" for w in result.online) or "none"
+    out.print(f"online: {online}")
+    out.print(f"predicted {result.days_predicted} new trading day(s); the signal reaches "
+              f"{result.as_of:%Y-%m-%d}")
+    scores = result.next_signal
+    if scores.empty:
+        out.print(f"no signal on {result.as_of:%Y-%m-%d}: no online window predicts that day")
+    else:
+        out.print(_scores_table(_signal_day_text(result.as_of, result.next_day), scores, args.top))
+    out.print(f"done in {result.seconds:.1f} s")
+    return 0
+
+
+def _out_path(path: str | None) -> Path | None:
+    """``--out`` checked before any work: a .parquet or .csv file."""
+    if path is None:
+        return None
+    target = Path(path)
+    if target.suffix.lower() not in (".parquet", ".csv"):
+        raise ConfigValueError(f"--out {path}: give a .parquet or .csv file")
+    return target
+
+
+def _write_frame(frame: pd.DataFrame, target: Path) -> Path:
+    """Write ``frame`` as Parquet or CSV, by the file's suffix."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix.lower() == ".parquet":
+        frame.to_parquet(target)
+    else:
+        frame.to_csv(target)
+    return target
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    from qroll.online.service import day_scores, experiment_orders, online_signal
+    from qroll.record import ExpManager
+
+    target = _out_path(args.out)
+    exp = ExpManager(args.tracking, home=args.home).get_exp(args.experiment, create=False)
+    signal = online_signal(exp, args.as_of)
+    out = _console()
+    if signal.empty:
+        raise QrollError(f"experiment {args.experiment!r} has no online signal"
+                         + (f" up to {args.as_of}" if args.as_of else "")
+                         + ": run `qroll update CONFIG.yaml` first")
+    dates = pd.DatetimeIndex(signal.index.get_level_values("datetime"))
+    as_of = dates.max()
+    out.print(f"[bold]{exp.name}[/]: online signal {dates.min():%Y-%m-%d}..{as_of:%Y-%m-%d}, "
+              f"{dates.nunique()} trading days, {len(signal):,} rows")
+    out.print(_scores_table(_signal_day_text(as_of, None), day_scores(signal, as_of), args.top))
+    if target is not None:
+        path = _write_frame(signal.rename("score").to_frame(), target)
+        out.print(f"wrote {path} ({len(signal):,} rows: datetime, instrument, score)")
+    if args.orders:
+        orders = experiment_orders(exp, signal, as_of, data=args.data)
+        _print_orders(out, orders)
+        if target is not None:
+            path = _write_frame(orders.orders, target.with_name(f"{target.stem}_orders{target.suffix}"))
+            out.print(f"wrote {path} ({len(orders.orders)} orders)")
+    return 0
+
+
+def _print_orders(out: Console, orders: Orders) -> None:
+    from rich.table import Table
+
+    day = (f"{orders.trade_day:%Y-%m-%d}" if orders.trade_day is not None
+           else f"the day after {orders.as_of:%Y-%m-%d}")
+    held = Table(title=f"holdings at the close of {orders.as_of:%Y-%m-%d} (cash {orders.cash:,.2f})",
+                 header_style="bold")
+    for col in ("instrument", "amount", "price", "value", "weight", "days held"):
+        held.add_column(col, justify="left" if col == "instrument" else "right")
+    for code, row in orders.holdings.iterrows():
+        held.add_row(str(code), f"{row['amount']:,.2f}", f"{row['price']:.4f}", f"{row['value']:,.2f}",
+                     f"{row['weight']:.2%}", str(int(row["days_held"])))
+    out.print(held)
+    table = Table(title=f"orders for {day}" + (" (estimated amounts)" if orders.estimated else ""),
+                  header_style="bold")
+    for col in ("instrument", "direction", "amount", "price", "value", "score"):
+        table.add_column(col, justify="left" if col in ("instrument", "direction") else "right")
+    for _, row in orders.orders.iterrows():
+        table.add_row(str(row["instrument"]), str(row["direction"]), f"{row['amount']:,.2f}",
+                      f"{row['price']:.4f}", f"{row['value']:,.2f}", f"{row['score']:+.4f}")
+    out.print(table)
+    target = Table(title=f"target holdings for {day} (cash {orders.target_cash:,.2f} after the orders fill)",
+                   header_style="bold")
+    for col in ("instrument", "amount", "price", "value", "weight"):
+        target.add_column(col, justify="left" if col == "instrument" else "right")
+    for code, row in orders.target.iterrows():
+        target.add_row(str(code), f"{row['amount']:,.2f}", f"{row['price']:.4f}", f"{row['value']:,.2f}",
+                       f"{row['weight']:.2%}")
+    out.print(target)
+    if orders.note:
+        out.print(f"note: {orders.note}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from qroll.console import report_tables
+    from qroll.experiment import ExperimentReport, MergedSignal
+    from qroll.online.service import simulate
+    from qroll.record import ExpManager
+
+    cfg = _online_config(args)
+    target = _out_path(args.out)
+    out = _console()
+    store = ExpManager(cfg.tracking, home=args.home)
+    out.print(f"[bold]{cfg.experiment}[/]: simulating {args.start}..{args.end} day by day, tracking "
+              f"{store.display_uri}, data {cfg.data}")
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=out, transient=True)
+    with bar:
+        task = bar.add_task("replaying the days", total=None)
+
+        def advance(day: pd.Timestamp, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"as of {day:%Y-%m-%d}")
+
+        result = simulate(cfg, args.start, args.end, advance, exp_manager=store, home=args.home,
+                          train_progress=_train_lines(out))
+    out.print(f"replayed {result.days} trading day(s) {result.start:%Y-%m-%d}..{result.end:%Y-%m-%d} in "
+              f"{result.seconds:.1f} s; trained {len(result.trained)} window(s)"
+              + (f": {', '.join(result.trained)}" if result.trained else ""))
+    name = f"{cfg.experiment} simulated {result.start:%Y-%m-%d}..{result.end:%Y-%m-%d}"
+    figures = MergedSignal(model="online signal", **asdict(result.summary))
+    out.print(report_tables(ExperimentReport(experiment=name, merged=[figures]))[1])
+    out.print(f"IC against the labels known on {result.end:%Y-%m-%d}; the backtest reads no day after it")
+    if target is not None:
+        path = _write_frame(result.signal.rename("score").to_frame(), target)
+        out.print(f"wrote {path} ({len(result.signal):,} rows: each day's scores as computed that day)")
+    return 0
+
+
 def cmd_data_info(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -185,9 +388,22 @@ def cmd_data_dump(args: argparse.Namespace) -> int:
 
     source = open_source(args.source)
     markets = args.market or None
+    if args.append:
+        from qroll.data.qlib_append import append_qlib_bin
+
+        if markets or args.overwrite:
+            raise ConfigValueError("--append keeps the directory's markets and files: drop --market and "
+                                   "--overwrite")
+        with _console(stderr=True).status(f"appending the days of {source.uri} to {args.dir}"):
+            done = append_qlib_bin(source, args.dir, end=args.end)
+        new = f"; new instruments: {', '.join(done.new_instruments)}" if done.new_instruments else ""
+        _console().print(f"appended {done.days} trading day(s) {done.first_day:%Y-%m-%d}.."
+                         f"{done.last_day:%Y-%m-%d} to {done.path}{new}")
+        return 0
     with _console(stderr=True).status(f"writing {source.uri} to {args.dir} in Qlib's layout"):
-        path = dump_qlib_bin(source, args.dir, markets, overwrite=args.overwrite)
-    _console().print(f"wrote {path} (calendars/, instruments/, features/)")
+        path = dump_qlib_bin(source, args.dir, markets, overwrite=args.overwrite, end=args.end)
+    until = f" up to {args.end}" if args.end else ""
+    _console().print(f"wrote {path}{until} (calendars/, instruments/, features/)")
     return 0
 
 
@@ -202,9 +418,14 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
     if not entries:
         out.print(f"the feature cache {cache.folder} is empty")
         return 0
-    table = Table(title=str(cache.folder), header_style="bold")
-    for col in ("key", "source", "instruments", "rows", "columns", "MiB", "created"):
-        table.add_column(col, justify="right" if col in ("rows", "columns", "MiB") else "left")
+    table = Table(title=str(cache.folder), header_style="bold",
+                  caption="full: times computed over the whole calendar; grown: times extended by new days, "
+                          "+days: the trading days they added")
+    numbers = ("rows", "columns", "MiB", "full", "grown", "+days")
+    headers = ("key", "source", "instruments", "rows", "columns", "MiB", "last day", "full", "grown", "+days",
+               "created")
+    for col in headers:
+        table.add_column(col, justify="right" if col in numbers else "left", no_wrap=col == "source")
     for e in entries:
         table.add_row(
             e.key[:12],
@@ -213,7 +434,11 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
             f"{e.rows:,}",
             str(e.columns),
             f"{e.size / 2**20:,.1f}",
-            e.created,
+            e.last_day or "-",
+            str(e.computed),
+            str(e.extensions),
+            str(e.days_appended),
+            e.created[:19],
         )
     out.print(table)
     return 0
@@ -331,6 +556,59 @@ def cmd_pool(args: argparse.Namespace) -> int:
         else:
             out.print(f"remove: deleted {remove_tasks(tm, query, all=args.all)} task(s)")
     return 0
+
+
+def _add_online_commands(sub: argparse._SubParsersAction) -> None:
+    update = sub.add_parser(
+        "update", help="online rolling, after new data: train the windows due, extend the online models' "
+                       "predictions to the as-of day, show the signal for the next trading day")
+    update.add_argument("config", metavar="CONFIG.yaml", help="a run config file")
+    update.add_argument("--as-of", metavar="DATE",
+                        help="the day whose data has arrived (default the data's last trading day; a "
+                             "non-trading day means the trading day before it)")
+    update.add_argument("--reset", action="store_true",
+                        help="delete the experiment's online runs first and start again from the first "
+                             "windows (needed when the templates or rolling: changed)")
+    update.add_argument("--experiment", help="override the config's experiment name")
+    update.add_argument("--tracking", metavar="URI", help="override the config's MLflow tracking URI")
+    update.add_argument("--top", type=int, default=5, metavar="N",
+                        help="names shown at the top and at the bottom of the signal (default 5)")
+    update.set_defaults(func=cmd_update)
+
+    signals = sub.add_parser("signals",
+                             help="an experiment's online signal (and the next trading day's orders)")
+    signals.add_argument("experiment", metavar="EXPERIMENT", help="the MLflow experiment name")
+    signals.add_argument("--as-of", metavar="DATE",
+                         help="the signal's last day (default the last day `qroll update` reached)")
+    signals.add_argument("--out", metavar="FILE",
+                         help="write the signal up to the as-of day to FILE.parquet or FILE.csv (with "
+                              "--orders, the orders to FILE_orders.parquet|csv too)")
+    signals.add_argument("--orders", action="store_true",
+                         help="the next trading day's target holdings and orders, by the run config's "
+                              "backtest strategy from the holdings of its backtest of the signal (amounts "
+                              "estimated at the as-of close)")
+    signals.add_argument("--tracking", metavar="URI",
+                         help="MLflow tracking URI (default: the qroll home's SQLite)")
+    signals.add_argument("--data", metavar="SOURCE_URI",
+                         help="the market data for --orders (default the run config's, kept by "
+                              "`qroll update`)")
+    signals.add_argument("--top", type=int, default=5, metavar="N",
+                         help="names shown at the top and at the bottom (default 5)")
+    signals.set_defaults(func=cmd_signals)
+
+    simulate = sub.add_parser(
+        "simulate", help="replay trading days one by one, each on the data as it stood that day; then the "
+                         "day-by-day signal's IC and backtest")
+    simulate.add_argument("config", metavar="CONFIG.yaml", help="a run config file")
+    simulate.add_argument("--start", required=True, metavar="DATE", help="the first trading day replayed")
+    simulate.add_argument("--end", required=True, metavar="DATE",
+                          help="the last trading day replayed (labels and the backtest read nothing "
+                               "after it)")
+    simulate.add_argument("--experiment", help="override the config's experiment name")
+    simulate.add_argument("--tracking", metavar="URI", help="override the config's MLflow tracking URI")
+    simulate.add_argument("--out", metavar="FILE",
+                          help="write the day-by-day signal to FILE.parquet or FILE.csv")
+    simulate.set_defaults(func=cmd_simulate)
 
 
 def _add_pool_args(parser: argparse.ArgumentParser) -> None:
@@ -468,7 +746,15 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("dir", metavar="DIR", help="the Qlib data directory to create")
     dump.add_argument("--market", action="append", help="a market to write (repeatable; default all)")
     dump.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
+    dump.add_argument("--end", metavar="DATE",
+                      help="the last trading day to write (default the source's last): the data as it stood "
+                           "on that day")
+    dump.add_argument("--append", action="store_true",
+                      help="add the source's trading days after DIR's last day to DIR (up to --end), as "
+                           "Qlib's data collectors do; the source must agree with DIR on every day DIR holds")
     dump.set_defaults(func=cmd_data_dump)
+
+    _add_online_commands(sub)
 
     cache = sub.add_parser("cache", help="the feature cache: list or clear its entries")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)

@@ -11,10 +11,17 @@ test window's predictions are never rewritten (extensions are stored beside them
 - :class:`RollingStrategy` rolls task templates forward (:class:`OnlineStrategy` is the base of
   strategies of your own);
 - :class:`OnlineToolR` reads and moves the ``online_status`` tags;
-- :class:`PredUpdater` and :class:`LabelUpdater` extend a run's predictions and labels.
+- :class:`PredUpdater` and :class:`LabelUpdater` extend a run's predictions and labels;
+- :func:`next_orders` turns an as-of day's signal into the next trading day's orders
+  (:class:`Orders`) with the run config's backtest strategy;
+- :mod:`qroll.online.service` rolls a run config online: ``update``, ``simulate`` and
+  :func:`online_signal`, what ``qroll update``, ``qroll simulate`` and ``qroll signals`` call.
 """
 
+from qroll.online.evaluation import SignalFigures
 from qroll.online.manager import OnlineManager
+from qroll.online.orders import Orders, backtest_signal, holdings_at, next_orders
+from qroll.online.service import SimulationResult, UpdateResult, online_signal
 from qroll.online.signals import OnlinePredCollector
 from qroll.online.strategy import OnlineStrategy, RollingStrategy
 from qroll.online.tool import OnlineTool, OnlineToolR
@@ -28,7 +35,15 @@ __all__ = [
     "OnlineStrategy",
     "OnlineTool",
     "OnlineToolR",
+    "Orders",
     "PredUpdater",
     "RollingStrategy",
+    "SignalFigures",
+    "SimulationResult",
+    "UpdateResult",
+    "backtest_signal",
+    "holdings_at",
     "load_online",
+    "next_orders",
+    "online_signal",
 ]

@@ -234,12 +234,7 @@ class PortAnaRecord(RecordTemp):
         if not isinstance(pred, (pd.DataFrame, pd.Series)) or pred.empty:
             return _skipped(recorder, f"pred.pkl is empty or not a DataFrame ({type(pred).__name__})")
         src = self._open_source()
-        filled = {"<PRED>": pred}
-        strategy = fill_placeholder(self.strategy_config, filled)
-        executor = fill_placeholder(self.executor_config, filled)
-        backtest = self._time_range({**_QLIB_BACKTEST_DEFAULTS, **self.backtest_config}, pred, src)
-        backtest["exchange_kwargs"] = {**_QLIB_EXCHANGE_DEFAULTS, **(backtest.get("exchange_kwargs") or {})}
-        result = run_backtest(strategy=strategy, executor=executor, source=src, **backtest)
+        result = run_backtest(source=src, **self.backtest_arguments(pred, src))
         report = result.report
 
         metrics: dict[str, float] = {}
@@ -272,6 +267,21 @@ class PortAnaRecord(RecordTemp):
         logger.info("saved the portfolio analysis of run %s", recorder.id)
         return metrics
 
+    def backtest_arguments(self, pred: pd.DataFrame | pd.Series, source: Source) -> dict[str, Any]:
+        """The keyword arguments (all but ``source``) of the :func:`~qroll.backtest.run_backtest` this
+        record runs on ``pred``: the config with ``"<PRED>"`` filled, Qlib's defaults for the keys
+        it leaves out, and ``start_time``/``end_time`` None taken from ``pred``'s dates.
+
+        Online rolling (:mod:`qroll.online.orders`) backtests a signal that is in no run with it,
+        so the two backtests cannot drift apart.
+        """
+        filled = {"<PRED>": pred}
+        strategy = fill_placeholder(self.strategy_config, filled)
+        executor = fill_placeholder(self.executor_config, filled)
+        backtest = self._time_range({**_QLIB_BACKTEST_DEFAULTS, **self.backtest_config}, pred, source)
+        backtest["exchange_kwargs"] = {**_QLIB_EXCHANGE_DEFAULTS, **(backtest.get("exchange_kwargs") or {})}
+        return {"strategy": strategy, "executor": executor, **backtest}
+
     def _time_range(self, backtest: dict[str, Any], pred: pd.DataFrame | pd.Series,
                     src: Source) -> dict[str, Any]:
         """Fill ``start_time``/``end_time`` None from the predictions' dates (Qlib 0.9.7's rule)."""
@@ -279,9 +289,9 @@ class PortAnaRecord(RecordTemp):
             return backtest
         if "datetime" not in (pred.index.names or []):
             raise ConfigError(
-                f"pred.pkl of run {self.recorder.id} has no 'datetime' index level (it has "
-                f"{list(pred.index.names)}), so the backtest range cannot be taken from it; give "
-                "backtest start_time and end_time"
+                f"pred.pkl of run {self._recorder.id if self._recorder else '-'} has no 'datetime' index "
+                f"level (it has {list(pred.index.names)}), so the backtest range cannot be taken from it; "
+                "give backtest start_time and end_time"
             )
         dates = pd.DatetimeIndex(pred.index.get_level_values("datetime"))
         if backtest["start_time"] is None:
