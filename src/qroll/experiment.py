@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from qroll.analysis.signal import calc_ic, ic_summary
+from qroll.analysis.signal import SignalFigures, calc_ic, ic_summary
 from qroll.collect.merged import (
     MergedEvaluation,
     check_backtest,
@@ -66,28 +66,11 @@ class WindowResult:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class MergedSignal:
-    """One model's windows merged into one signal, evaluated over every test day.
-
-    The portfolio figures are those of the merged signal's backtest (NaN without one): annualised
-    excess return over the benchmark before and after costs (fractions a year, Qlib's sum of
-    daily excess returns × 238), the information ratio and the maximum drawdown of the excess
-    return after costs (a difference of summed daily returns, as Qlib computes it).
-    """
+class MergedSignal(SignalFigures):
+    """One model's windows merged into one signal, evaluated over every test day (the figures of
+    :class:`~qroll.analysis.signal.SignalFigures`, for ``model``, stored in run ``run_id``)."""
 
     model: str
-    days: int
-    first_day: pd.Timestamp | None
-    last_day: pd.Timestamp | None
-    ic: float
-    icir: float
-    rank_ic: float
-    rank_icir: float
-    excess_return: float = math.nan
-    excess_return_with_cost: float = math.nan
-    information_ratio_with_cost: float = math.nan
-    max_drawdown_with_cost: float = math.nan
-    benchmark: str = ""
     run_id: str = ""
 
 

@@ -8,7 +8,14 @@ evaluation: the risk figures of a return series and the trade indicators of a ba
 from __future__ import annotations
 
 from qroll.analysis.risk import indicator_analysis, risk_analysis, risk_scaler
-from qroll.analysis.signal import calc_ic, calc_long_short_return, ic_summary
+from qroll.analysis.signal import SignalFigures, calc_ic, calc_long_short_return, ic_summary
 
-__all__ = ["calc_ic", "calc_long_short_return", "ic_summary", "indicator_analysis", "risk_analysis",
-           "risk_scaler"]
+__all__ = [
+    "SignalFigures",
+    "calc_ic",
+    "calc_long_short_return",
+    "ic_summary",
+    "indicator_analysis",
+    "risk_analysis",
+    "risk_scaler",
+]

@@ -10,10 +10,39 @@ summary statistics skip ``NaN`` days.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["calc_ic", "calc_long_short_return", "ic_summary"]
+__all__ = ["SignalFigures", "calc_ic", "calc_long_short_return", "ic_summary"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SignalFigures:
+    """A signal judged over its days: the fields of the results table ``qroll run`` prints.
+
+    IC figures are daily correlations with the label (ICIR: mean over standard deviation, not
+    annualised). The portfolio figures, NaN without a backtest, are those of the signal's
+    backtest: the annualised excess return over the benchmark before and after costs (fractions
+    a year, Qlib's sum of daily excess returns × 238), the information ratio and the maximum
+    drawdown of the excess return after costs (a difference of summed daily returns, as Qlib
+    computes it).
+    """
+
+    days: int
+    first_day: pd.Timestamp | None
+    last_day: pd.Timestamp | None
+    ic: float
+    icir: float
+    rank_ic: float
+    rank_icir: float
+    excess_return: float = math.nan
+    excess_return_with_cost: float = math.nan
+    information_ratio_with_cost: float = math.nan
+    max_drawdown_with_cost: float = math.nan
+    benchmark: str = ""
 
 
 def _aligned(pred: pd.Series, label: pd.Series) -> pd.DataFrame:

@@ -18,7 +18,7 @@ test window's predictions are never rewritten (extensions are stored beside them
   :func:`online_signal`, what ``qroll update``, ``qroll simulate`` and ``qroll signals`` call.
 """
 
-from qroll.online.evaluation import SignalFigures
+from qroll.analysis.signal import SignalFigures
 from qroll.online.manager import OnlineManager
 from qroll.online.orders import Orders, backtest_signal, holdings_at, next_orders
 from qroll.online.service import SimulationResult, UpdateResult, online_signal

@@ -11,13 +11,12 @@ import copy
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from qroll.analysis.risk import risk_analysis
-from qroll.analysis.signal import calc_ic, ic_summary
+from qroll.analysis.signal import SignalFigures, calc_ic, ic_summary
 from qroll.collect.merged import describe_benchmark
 from qroll.config import init_instance_by_config
 from qroll.data.asof import AsOfSource
@@ -48,30 +47,6 @@ def templates(config: RunConfig) -> list[dict[str, Any]]:
             kwargs.setdefault("source", config.data)
         out.append(task)
     return out
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SignalFigures:
-    """A signal judged as ``qroll run`` judges a merged signal (the fields of its results table).
-
-    IC figures are daily correlations (ICIR: mean over standard deviation, not annualised); the
-    portfolio figures, NaN without a backtest, are the annualised excess return over the
-    benchmark before and after costs (fractions a year: the sum of daily excess returns × 238),
-    the information ratio and the maximum drawdown of the excess return after costs.
-    """
-
-    days: int
-    first_day: pd.Timestamp | None
-    last_day: pd.Timestamp | None
-    ic: float
-    icir: float
-    rank_ic: float
-    rank_icir: float
-    excess_return: float = math.nan
-    excess_return_with_cost: float = math.nan
-    information_ratio_with_cost: float = math.nan
-    max_drawdown_with_cost: float = math.nan
-    benchmark: str = ""
 
 
 def _market(config: RunConfig) -> Any:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from qroll.analysis.signal import SignalFigures
 from qroll.collect import AverageEnsemble, MergeCollector, RollingGroup
 from qroll.data.asof import AsOfSource
 from qroll.data.source import Source, open_source
@@ -48,7 +49,7 @@ from qroll.online.bookkeeping import (
     set_experiment_tags,
     stored_online_config,
 )
-from qroll.online.evaluation import SignalFigures, judge, templates
+from qroll.online.evaluation import judge, templates
 from qroll.online.lock import strategy_lock
 from qroll.online.manager import OnlineManager, known_windows
 from qroll.online.orders import Orders, next_orders
