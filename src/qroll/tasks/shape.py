@@ -15,6 +15,11 @@ built with another ``test_key`` writes it into every task it rolls as ``{"qroll"
 test window wherever the task travels (a pool, a worker on another machine, a run's ``task``
 artifact). A task without that block has the default key, and its hash is unchanged by this.
 
+A pool trainer puts its as-of day there too (``{"qroll": {"as_of": "2019-03-29"}}``), so that a worker
+started anywhere trains the task on the data as of that day. That key is a request about how to fit,
+not part of the task: the worker trains (and records, and hashes) the task without it
+(:func:`without_as_of`), and :func:`window_key` ignores it.
+
 Days are shown as ``2019-01-02`` (the full ISO time when it is not midnight); a segment as
 ``2019-01-02..2019-03-29``, an open end as ``open``.
 """
@@ -28,9 +33,10 @@ from typing import Any
 import pandas as pd
 
 from qroll.config import task_hash
-from qroll.errors import ConfigError, TaskGenError
+from qroll.errors import ConfigError, TaskConfigError, TaskGenError
 
 __all__ = [
+    "AS_OF_PARAM",
     "DEFAULT_TEST_KEY",
     "DEFAULT_TRAIN_KEY",
     "HANDLER_PATH",
@@ -48,10 +54,13 @@ __all__ = [
     "segments",
     "set_segments",
     "set_test_key",
+    "task_as_of",
     "task_segment",
     "task_test_key",
     "window_key",
     "window_text",
+    "with_as_of",
+    "without_as_of",
 ]
 
 DEFAULT_TEST_KEY = "test"
@@ -64,6 +73,8 @@ META_KEY = "qroll"
 """The task's own block for what qroll must know about it beyond Qlib's keys (its test key)."""
 TEST_KEY_PARAM = f"{META_KEY}.test_key"
 """The run parameter that holds a task's test key, as :func:`~qroll.train.task.flatten_task` logs it."""
+AS_OF_PARAM = f"{META_KEY}.as_of"
+"""Where a pool task carries the day it is trained as of (see :func:`with_as_of`)."""
 OPEN = "open"
 """How an open (``None``) segment end is shown."""
 
@@ -182,6 +193,94 @@ def set_test_key(task: MutableMapping[str, Any], key: str) -> None:
             task[META_KEY] = rest
         else:
             del task[META_KEY]
+
+
+def with_as_of(task: Mapping[str, Any], day: Any) -> dict[str, Any]:
+    """A shallow copy of ``task`` that carries ``day`` as its ``qroll.as_of`` (``YYYY-MM-DD``).
+
+    What :class:`~qroll.train.TrainerRM` submits to its pool, so that any worker trains the task on
+    the data as of ``day``; :func:`without_as_of` gives the task back exactly. ``day`` None gives
+    the task as it is (a copy).
+
+    Raises
+    ------
+    TaskConfigError
+        If the task's ``qroll`` block is not a mapping.
+    ValueError
+        If ``day`` is not a date.
+
+    >>> with_as_of({"model": {}, "qroll": {"test_key": "backtest"}}, pd.Timestamp("2019-03-29"))
+    {'model': {}, 'qroll': {'test_key': 'backtest', 'as_of': '2019-03-29'}}
+    """
+    out = dict(task)
+    if day is not None:
+        meta = out.get(META_KEY)
+        if meta is not None and not isinstance(meta, Mapping):
+            raise TaskConfigError(f"the task's {META_KEY!r} block is {meta!r}: it must be a mapping such as "
+                                  "{test_key: backtest}, or be left out")
+        out[META_KEY] = {**(meta or {}), "as_of": format_day(day)}
+    return out
+
+
+def without_as_of(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``task`` without its ``qroll.as_of`` (a shallow copy; the task itself when it has none).
+
+    The ``qroll`` block goes with it when nothing else is left in it, so the task is the one
+    :func:`with_as_of` was given, with the same hash.
+
+    >>> without_as_of({"model": {}, "qroll": {"as_of": "2019-03-29"}})
+    {'model': {}}
+    >>> without_as_of({"model": {}, "qroll": {"test_key": "backtest", "as_of": "2019-03-29"}})
+    {'model': {}, 'qroll': {'test_key': 'backtest'}}
+    """
+    meta = task.get(META_KEY)
+    if not isinstance(meta, Mapping) or "as_of" not in meta:
+        return task
+    out = dict(task)
+    rest = {k: v for k, v in meta.items() if k != "as_of"}
+    if rest:
+        out[META_KEY] = rest
+    else:
+        del out[META_KEY]
+    return out
+
+
+def task_as_of(task: Mapping[str, Any]) -> pd.Timestamp | None:
+    """The day a task is to be trained as of (its ``qroll.as_of``), or None if it names none.
+
+    Raises
+    ------
+    TaskConfigError
+        If the ``qroll`` block is not a mapping, or its ``as_of`` is not a day (``YYYY-MM-DD``).
+
+    Examples
+    --------
+    >>> task_as_of({"model": {}, "qroll": {"as_of": "2019-03-29"}})
+    Timestamp('2019-03-29 00:00:00')
+    >>> task_as_of({"model": {}}) is None
+    True
+    >>> task_as_of({"qroll": {"as_of": "29/03/2019x"}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qroll.errors.TaskConfigError: the task's qroll.as_of is '29/03/2019x': it must be a day, ...
+    """
+    meta = task.get(META_KEY)
+    if meta is None:
+        return None
+    if not isinstance(meta, Mapping):
+        raise TaskConfigError(f"the task's {META_KEY!r} block is {meta!r}: it must be a mapping such as "
+                              f"{{as_of: '2019-03-29'}}, or be left out")
+    value = meta.get("as_of")
+    if value is None:
+        return None
+    try:
+        day = pd.Timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        day = None
+    if day is None or pd.isna(day):
+        raise TaskConfigError(f"the task's {AS_OF_PARAM} is {value!r}: it must be a day, written YYYY-MM-DD "
+                              "(as TrainerRM.train(as_of=...) writes it), or be left out")
+    return day
 
 
 def task_segment(task: Mapping[str, Any], test_key: str | None = None) -> tuple[Any, Any] | None:
@@ -377,8 +476,8 @@ def window_key(task: Mapping[str, Any], test_key: str | None = None) -> str:
     -------
     str
         64 hexadecimal characters: the hash of a copy of ``task`` whose test end is ``None`` and
-        whose handler config has no ``end_time``. A task without that segment or handler keeps
-        the rest as it is.
+        whose handler config has no ``end_time`` (and no ``qroll.as_of``, see :func:`with_as_of`).
+        A task without that segment or handler keeps the rest as it is.
 
     Raises
     ------
@@ -396,8 +495,12 @@ def window_key(task: Mapping[str, Any], test_key: str | None = None) -> str:
     True
     >>> window_key(closed) == window_key(task("2019-07-26", "2019-07-26", train_end="2019-06-21"))
     False
+    >>> window_key(with_as_of(open_ended, "2019-07-26")) == window_key(open_ended)
+    True
     """
-    t = copy.deepcopy(dict(task))
+    # The as-of day a pool task carries says when it was asked for, not what the window is: a window
+    # trained at one as-of is the same window at any later one (found, never retrained).
+    t = copy.deepcopy(dict(without_as_of(task)))
     key = test_key if test_key is not None else task_test_key(t)
     try:
         segs = _get(t, SEGMENTS_PATH)

@@ -24,8 +24,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import pandas as pd
+
 from qroll.config import task_hash
-from qroll.errors import RecordError, TaskDeferredError, TrackingError
+from qroll.errors import RecordError, TaskConfigError, TaskDeferredError, TrackingError
 from qroll.home import STORE_WAIT_ENV
 from qroll.home import store_wait as store_wait_bound
 from qroll.messages import mask_credentials
@@ -34,6 +36,7 @@ from qroll.pool.run import PoolLease, takes_keyword
 from qroll.record import ExpManager, Recorder
 from qroll.record.store import driver_uri, probe_store
 from qroll.record.tags import TAG_ENDED_BY, TAG_POOL, TAG_POOL_ID, TAG_POOL_LEASE
+from qroll.tasks import shape
 from qroll.train.task import begin_task_train, end_task_train, task_train
 from qroll.train.trainer import PHASE_BEGIN, PHASE_END, TAG_PHASE, finished_runs
 
@@ -148,6 +151,27 @@ def _train_kwargs(train_func: Callable[..., Any], lease: PoolLease | None,
         else:
             kwargs["as_of"] = as_of
     return kwargs
+
+
+def _task_day(task: Mapping[str, Any], given: Any) -> tuple[Mapping[str, Any], Any]:
+    """The task without its ``qroll.as_of``, and the day to train it as of (the task's, else ``given``).
+
+    Read before anything is recorded, so a malformed day fails the task (an attempt of it), never
+    the worker, and leaves no run behind.
+
+    Raises
+    ------
+    TaskConfigError
+        The task's ``qroll.as_of`` is not a day, or it differs from the ``as_of`` the worker was given.
+    """
+    day = shape.task_as_of(task)
+    if day is None:
+        return task, given
+    if given is not None and pd.Timestamp(given) != day:
+        raise TaskConfigError(f"the task's {shape.AS_OF_PARAM} is {shape.format_day(day)} but the worker was "
+                              f"given as_of={shape.format_day(given)}: start the worker without as_of (the "
+                              "task's own day is used)")
+    return shape.without_as_of(task), day
 
 
 # -- a tracking store that goes away -------------------------------------------------------------
@@ -282,7 +306,10 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
         ``data`` (as :func:`~qroll.train.task_train` does); the task itself is left as it is.
     as_of : date, optional
         Train on the data as it stood on that day (``train_func``'s ``as_of``, see
-        :func:`~qroll.train.task_train`); the task itself is left as it is.
+        :func:`~qroll.train.task_train`); the task itself is left as it is. A task that carries
+        its own day (``qroll.as_of``, as :class:`~qroll.train.TrainerRM` submits it) is trained as of
+        that day, and without that key: its run, ``task`` artifact, hash and window key are those of
+        the same task trained by :class:`~qroll.train.TrainerR` with ``as_of``.
 
     Returns
     -------
@@ -293,15 +320,19 @@ def task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking: str 
     ------
     TaskDeferredError
         The tracking store stayed away for ``store_wait`` seconds: the task goes back to the pool.
+    TaskConfigError
+        The task's ``qroll.as_of`` is not a day (or is not ``as_of``): nothing is recorded.
     """
+    bare, day = _task_day(task, as_of)
 
     def attempt(manager: ExpManager) -> dict[str, str]:
         if pool_lease is not None:
             end_orphaned_runs(manager, experiment, pool_lease)
-        rec = _finished_run(manager, experiment, task) if reuse_finished else None
+        # The same window's FINISHED run is reused whatever day trained it (as TrainerR skips it).
+        rec = _finished_run(manager, experiment, bare) if reuse_finished else None
         if rec is None:
-            rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
-                             **_train_kwargs(train_func, pool_lease, data=data, as_of=as_of))
+            rec = train_func(bare, experiment, recorder_name=recorder_name, exp_manager=manager,
+                             **_train_kwargs(train_func, pool_lease, data=data, as_of=day))
         return recorder_result(rec, experiment)
 
     return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, home=home,
@@ -323,17 +354,26 @@ def begin_task_train_entry(task: Mapping[str, Any], *, experiment: str, tracking
                            home: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Phase 1 of a delay pool trainer: record the task (:func:`begin_task_train`); its result.
 
-    ``pool_lease``, ``store_wait`` and ``home`` as for :func:`task_train_entry`.
+    ``pool_lease``, ``store_wait`` and ``home`` as for :func:`task_train_entry`. The task is recorded
+    without its ``qroll.as_of``; the day goes on in the result (``"as_of"``), where phase 2
+    (:func:`end_task_train_entry`), in any worker, finds it.
+
+    Raises
+    ------
+    TaskConfigError
+        The task's ``qroll.as_of`` is not a day: nothing is recorded.
     """
+    bare, day = _task_day(task, None)
 
     def attempt(manager: ExpManager) -> dict[str, str]:
         if pool_lease is not None:
             end_orphaned_runs(manager, experiment, pool_lease)
         phase = {TAG_PHASE: PHASE_BEGIN}  # from the run's start where train_func takes tags
-        rec = train_func(task, experiment, recorder_name=recorder_name, exp_manager=manager,
+        rec = train_func(bare, experiment, recorder_name=recorder_name, exp_manager=manager,
                          **_train_kwargs(train_func, pool_lease, phase))
         rec.set_tags(**phase)
-        return recorder_result(rec, experiment)
+        res = recorder_result(rec, experiment)
+        return res if day is None else {**res, "as_of": shape.format_day(day)}
 
     return _through_outages(attempt, tracking=tracking, artifact_root=artifact_root, home=home,
                             wait=store_wait, lease=pool_lease,
@@ -352,13 +392,21 @@ def end_task_train_entry(res: Mapping[str, Any], *, experiment: str, tracking: s
 
     After an outage of the store the same run is resumed and fitted again: it is the run the
     pool's result names, so it is never ended as an outage's leftover. ``store_wait``, ``home``,
-    ``data`` and ``as_of`` as for :func:`task_train_entry`.
+    ``data`` and ``as_of`` as for :func:`task_train_entry`; the day phase 1 put in ``res``
+    (``"as_of"``, from the task's ``qroll.as_of``) is the one used.
+
+    Raises
+    ------
+    TaskConfigError
+        ``res`` holds an ``as_of`` that is not a day, or that is not ``as_of``: nothing is fitted.
     """
+    given = res.get("as_of") if isinstance(res, Mapping) else None
+    _, day = _task_day({shape.META_KEY: {"as_of": given}} if given is not None else {}, as_of)
 
     def attempt(manager: ExpManager) -> dict[str, str]:
         rec = result_recorder(res, manager)
         done = train_func(rec, experiment, exp_manager=rec.manager,
-                          **_train_kwargs(train_func, None, data=data, as_of=as_of))
+                          **_train_kwargs(train_func, None, data=data, as_of=day))
         done.set_tags(**{TAG_PHASE: PHASE_END})
         return recorder_result(done, experiment)
 

@@ -24,6 +24,7 @@ from qroll.pool.run import PoolLease, run_task, takes_keyword
 from qroll.pool.worker import DEFAULT_IDLE_POLL
 from qroll.record import ExpManager, Recorder
 from qroll.record.tags import STATUS_BEGIN, STATUS_END, STATUS_KEY, TAG_POOL_ID
+from qroll.tasks import shape
 from qroll.train import pool_entry
 from qroll.train.task import begin_task_train, end_task_train, task_train
 from qroll.train.trainer import DEFAULT_EXPERIMENT, TaskOutcome, Trainer, TrainProgress
@@ -38,6 +39,29 @@ WAITING, RUNNING, PART_DONE, DONE, FAILED = (s.value for s in TaskStatus)
 
 def _left(stat: Mapping[str, int], undone: set[str]) -> int:
     return sum(n for s, n in stat.items() if s in undone)
+
+
+def _as_of_day(as_of: Any) -> str | None:
+    """``as_of`` as the pool task carries it (``YYYY-MM-DD``), or None."""
+    if as_of is None:
+        return None
+    try:
+        return shape.format_day(as_of)
+    except (TypeError, ValueError) as exc:
+        raise ConfigValueError(f"as_of={as_of!r} is not a day: give a date such as '2019-03-29'") from exc
+
+
+def _dated(tasks: list[Mapping[str, Any]], as_of: str | None) -> list[Mapping[str, Any]]:
+    # The day travels in the pool task itself, so any worker (a `qroll worker` started elsewhere
+    # knows nothing of this trainer) trains it as of that day; the worker takes it out again, so
+    # the run records the bare task (its hash and window key unchanged).
+    # The pool's dedupe hash is that of the definition *with* the day, on purpose: a pool row is a
+    # request to fit as of one day, and a row still waiting for day d1 must not absorb a request
+    # for d2 (its worker would train as of d1, and the window's predictions would stop short of
+    # d2). The fit itself is not repeated: the worker reuses the window's FINISHED run, whatever day
+    # trained it (pool_entry.task_train_entry, as TrainerR skips finished tasks), and
+    # OnlineManager never resubmits a window it has (shape.window_key ignores the day).
+    return [shape.with_as_of(t, as_of) for t in tasks] if as_of is not None else tasks
 
 
 class TrainerRM(Trainer):
@@ -303,14 +327,33 @@ class TrainerRM(Trainer):
         tasks: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         train_func: Callable[..., Recorder] | None = None,
         experiment_name: str | None = None,
+        *,
+        as_of: Any = None,
         **kwargs: Any,
     ) -> list[Recorder]:
         """Add the tasks to the pool, train them, wait; return their runs in input order.
 
         Each run is tagged ``train_status=begin_task_train`` and ``qroll.pool_task_id``.
 
+        Parameters
+        ----------
+        tasks : dict or list of dict
+            The tasks.
+        train_func : callable, optional
+            Instead of the trainer's.
+        experiment_name : str, optional
+            Instead of the trainer's.
+        as_of : date, optional
+            Train on the data as it stood on that day (see :func:`~qroll.train.task_train`): what
+            :class:`~qroll.online.OnlineManager` passes. The day travels in each pool task (its
+            ``qroll.as_of``, see :func:`~qroll.tasks.shape.with_as_of`), so every worker, a
+            ``qroll worker`` started elsewhere too, honours it; the runs record the tasks without it
+            (hashes and window keys as :meth:`TrainerR.train <qroll.train.TrainerR.train>` gives).
+
         Raises
         ------
+        ConfigValueError
+            ``as_of`` is not a date.
         TrainingError
             Some tasks ended ``failed``; its ``recorders`` holds the others' runs (``None`` at the
             failed ones), its ``failures`` the last error of each.
@@ -319,11 +362,12 @@ class TrainerRM(Trainer):
         """
         if kwargs:
             raise ConfigTypeError(f"TrainerRM.train got unexpected arguments {sorted(kwargs)}: it takes "
-                                  "tasks, train_func and experiment_name")
+                                  "tasks, train_func, experiment_name and as_of")
+        day = _as_of_day(as_of)
         task_list = self._task_list(tasks)
         if not task_list:
             return []
-        name, pool, ids = self._submit(task_list, experiment_name)
+        name, pool, ids = self._submit(_dated(task_list, day), experiment_name)
         rows = self._run(task_list, name, pool, ids, WAITING, DONE, {WAITING, RUNNING},
                          pool_entry.task_train_entry, train_func or self.train_func, not self.skip_run_task)
         return self._collect(rows, ids, {DONE}, STATUS_BEGIN)
@@ -369,19 +413,32 @@ class DelayTrainerRM(TrainerRM):
         tasks: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         train_func: Callable[..., Recorder] | None = None,
         experiment_name: str | None = None,
+        *,
+        as_of: Any = None,
         **kwargs: Any,
     ) -> list[Recorder]:
         """Record every task (phase 1, in this process: it is quick); their runs in input order.
 
         A task already ``done`` in the pool is returned as it is; ``end_train`` skips it.
+
+        ``as_of`` (a date) is the day :meth:`end_train` fits on (see :meth:`TrainerRM.train`). It is
+        given here because it travels in the pool task, which the pool fixes when the task is added:
+        the run records the task without it, and its pool result carries it to phase 2, in any
+        worker. :meth:`end_train` must be given the same day (or none).
+
+        Raises
+        ------
+        ConfigValueError
+            ``as_of`` is not a date.
         """
         if kwargs:
             raise ConfigTypeError(f"DelayTrainerRM.train got unexpected arguments {sorted(kwargs)}: it "
-                                  "takes tasks, train_func and experiment_name")
+                                  "takes tasks, train_func, experiment_name and as_of")
+        day = _as_of_day(as_of)
         task_list = self._task_list(tasks)
         if not task_list:
             return []
-        name, pool, ids = self._submit(task_list, experiment_name)
+        name, pool, ids = self._submit(_dated(task_list, day), experiment_name)
         n_workers, self.n_workers = self.n_workers, 0  # phase 1 is quick: no process to spawn
         try:
             rows = self._run(task_list, name, pool, ids, WAITING, PART_DONE, {WAITING, RUNNING},
@@ -395,15 +452,23 @@ class DelayTrainerRM(TrainerRM):
         models: Recorder | Sequence[Recorder],
         end_train_func: Callable[..., Recorder] | None = None,
         experiment_name: str | None = None,
+        *,
+        as_of: Any = None,
         **kwargs: Any,
     ) -> list[Recorder]:
         """Fit every ``part_done`` task of these runs with the workers; their runs, tagged END.
+
+        Each task is fitted as of the day :meth:`train` was given (it travels in the pool task);
+        ``as_of``, when given, must be that day.
 
         Raises
         ------
         TrainingError
             A run without the ``qroll.pool_task_id`` tag, or tasks that ended ``failed``.
+        ConfigValueError
+            ``as_of`` is not a date, or not the day a task to fit was submitted with (nothing is fitted).
         """
+        day = _as_of_day(as_of)
         recs = self._recorder_list(models)
         if not recs:
             return []
@@ -416,12 +481,27 @@ class DelayTrainerRM(TrainerRM):
                                     "DelayTrainerRM.train returned")
             ids.append(int(task_id))
         with self._tm(pool) as tm:
-            defs = {t["_id"]: t["def"] for t in tm.query({"_id": {"$in": sorted(set(ids))}})}
-        task_list = [defs.get(i, {}) for i in ids]
-        rows = self._run(task_list, name, pool, ids, PART_DONE, DONE, {PART_DONE, RUNNING},
+            rows = {t["_id"]: t for t in tm.query({"_id": {"$in": sorted(set(ids))}})}
+        if day is not None:
+            self._check_day(rows, day)
+        task_list = [shape.without_as_of(rows[i]["def"]) if i in rows else {} for i in ids]
+        done = self._run(task_list, name, pool, ids, PART_DONE, DONE, {PART_DONE, RUNNING},
                          pool_entry.end_task_train_entry, end_train_func or self.end_train_func,
                          not self.skip_run_task)
-        return self._collect(rows, ids, {DONE}, STATUS_END)
+        return self._collect(done, ids, {DONE}, STATUS_END)
+
+    @staticmethod
+    def _check_day(rows: Mapping[int, Mapping[str, Any]], day: str) -> None:
+        # Phase 2 reads its day from phase 1's result (any worker may fit it): a different day
+        # asked for here could not reach those workers, so it is refused rather than half-honoured.
+        found = {task_id: row["res"].get("as_of") if isinstance(row.get("res"), Mapping) else None
+                 for task_id, row in rows.items() if row["status"] == PART_DONE}
+        wrong = [(task_id, d) for task_id, d in found.items() if d != day]
+        if wrong:
+            shown = ", ".join(f"task {i}: {d or 'none'}" for i, d in wrong[:5])
+            raise ConfigValueError(f"end_train(as_of={day!r}) but the tasks were recorded with another "
+                                   f"as-of day ({shown}): pass as_of to DelayTrainerRM.train, which puts it "
+                                   "in the pool task, and the same day (or none) to end_train")
 
     def worker(self, end_train_func: Callable[..., Recorder] | None = None,
                experiment_name: str | None = None, stop_when_empty: bool = True) -> None:
