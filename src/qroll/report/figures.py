@@ -137,7 +137,7 @@ def cumulative_return_figure(series: Sequence[ModelSeries], colors: Mapping[str,
         ax.set_ylabel(f"cumulative return {CUM}")
         _percent(ax)
         _dates(ax)
-        ax.legend(loc="upper left", ncol=2)
+        ax.legend(loc="best", ncol=2, framealpha=0.9)
         return _png(fig)
 
 
@@ -156,7 +156,7 @@ def excess_return_figure(series: Sequence[ModelSeries], colors: Mapping[str, str
         ax.set_ylabel(f"cumulative excess return {CUM}")
         _percent(ax)
         _dates(ax)
-        ax.legend(loc="upper left", ncol=2)
+        ax.legend(loc="best", ncol=2, framealpha=0.9)
         return _png(fig)
 
 
