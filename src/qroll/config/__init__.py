@@ -13,7 +13,7 @@ A task is a plain dict in Qlib's shape,
 from __future__ import annotations
 
 from qroll.config.hashing import canonical_json, task_hash, to_jsonable
-from qroll.config.instance import init_instance_by_config, resolve_class
+from qroll.config.instance import accepts_keyword, init_instance_by_config, resolve_class
 from qroll.config.loading import load_config
 from qroll.config.placeholder import fill_placeholder, get_item_from_obj
 
@@ -21,6 +21,7 @@ __all__ = [
     "canonical_json",
     "fill_placeholder",
     "get_item_from_obj",
+    "accepts_keyword",
     "init_instance_by_config",
     "load_config",
     "resolve_class",

@@ -24,7 +24,7 @@ from typing import Any
 
 from qroll.errors import ClassNotFoundError, ConfigError
 
-__all__ = ["QLIB_EQUIVALENTS", "QROLL_CLASSES", "init_instance_by_config", "resolve_class"]
+__all__ = ["QLIB_EQUIVALENTS", "QROLL_CLASSES", "accepts_keyword", "init_instance_by_config", "resolve_class"]
 
 QLIB_EQUIVALENTS: dict[str, str] = {
     # Qlib's full class name -> qroll's "module:Class". One line per class qroll re-implements.
@@ -255,6 +255,24 @@ def _callable_and_kwargs(
             "write e.g. {'class': 'RollingGen'}"
         )
     return klass, dict(kwargs)
+
+
+def accepts_keyword(func: Any, name: str, default: bool = False) -> bool:
+    """Whether ``func`` (a function or a class) can be called with keyword ``name``: a parameter
+    of that name, or ``**kwargs``.
+
+    ``default`` answers for a callable without a signature (builtins, some C callables).
+
+    >>> accepts_keyword(lambda a, b=None: None, "b"), accepts_keyword(lambda **kw: None, "b")
+    (True, True)
+    >>> accepts_keyword(lambda a: None, "b")
+    False
+    """
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return default
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def resolve_class(config: Any, default_module: str | ModuleType | None = None) -> Callable[..., Any]:

@@ -24,7 +24,6 @@ the as-of day by itself.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from qroll.collect import AverageEnsemble, MergeCollector
+from qroll.config import accepts_keyword
 from qroll.errors import ConfigTypeError, ConfigValueError
 from qroll.home import qroll_home
 from qroll.online.lock import strategy_lock
@@ -62,15 +62,6 @@ def known_windows(experiment: Experiment) -> dict[str, Recorder]:
             continue
         found[key] = rec
     return found
-
-
-def _takes(func: Callable[..., Any], name: str) -> bool:
-    """Whether ``func`` takes ``name`` (a strategy written for Qlib's signatures may not)."""
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return True
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _strategies(value: OnlineStrategy | Iterable[OnlineStrategy]) -> list[OnlineStrategy]:
@@ -244,8 +235,8 @@ class OnlineManager:
         for strategy in self.strategies if strategies is None else _strategies(strategies):
             with self._lock(strategy):
                 # Qlib's first_tasks() takes no day: such a strategy rolls on what it knows.
-                first = strategy.first_tasks(as_of) if _takes(strategy.first_tasks, "cur_time") else (
-                    strategy.first_tasks())
+                dated = accepts_keyword(strategy.first_tasks, "cur_time", default=True)
+                first = strategy.first_tasks(as_of) if dated else strategy.first_tasks()
                 trained = self._train(strategy, first, as_of)
                 strategy.prepare_online_models(trained, cur_time=as_of, **dict(model_kwargs or {}))
 
@@ -295,7 +286,7 @@ class OnlineManager:
         collectors = {}
         for s in self.strategies:
             # A strategy written for Qlib's get_collector(...) takes no day: its collector is not cut.
-            day = {"as_of": as_of} if _takes(s.get_collector, "as_of") else {}
+            day = {"as_of": as_of} if accepts_keyword(s.get_collector, "as_of", default=True) else {}
             collectors[s.name_id] = s.get_collector(**kwargs, **day)
         return MergeCollector(collectors, process_list=[])
 

@@ -24,7 +24,6 @@ always passes its as-of day.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from collections.abc import Mapping
 from pathlib import PurePosixPath
@@ -32,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from qroll.config import init_instance_by_config, resolve_class
+from qroll.config import accepts_keyword, init_instance_by_config, resolve_class
 from qroll.data.asof import AsOfSource
 from qroll.data.dataset import DatasetH
 from qroll.data.source import Source, open_source
@@ -373,10 +372,9 @@ class DSBasedUpdater:
 def _accepts(handler: Mapping[str, Any], name: str) -> bool:
     try:
         cls = resolve_class(dict(handler), default_module="qroll.data.handler")
-        params = inspect.signature(cls).parameters
     except Exception:  # an unknown class is the dataset's own error to raise, with its message
         return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return accepts_keyword(cls, name)
 
 
 class PredUpdater(DSBasedUpdater):

@@ -15,7 +15,6 @@ predictions end on it), and the task as recorded is unchanged.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import os
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from qroll.config import fill_placeholder, init_instance_by_config, resolve_class
+from qroll.config import accepts_keyword, fill_placeholder, init_instance_by_config, resolve_class
 from qroll.data.dataset import DatasetH
 from qroll.data.handler import DataHandlerLP
 from qroll.errors import ConfigError, TaskConfigError
@@ -63,14 +62,6 @@ def _log_task_info(rec: Recorder, task: Mapping[str, Any]) -> None:
     rec.save_json("task.json", task)
 
 
-def _takes(cls: type, name: str) -> bool:
-    try:
-        params = inspect.signature(cls).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
-
-
 def _handler_settings(task: Mapping[str, Any], home: str | os.PathLike[str],
                       data: str | None = None, as_of: Any = None) -> Mapping[str, Any]:
     """``task`` with its qroll handler given ``home`` (and ``data`` as its default source).
@@ -93,7 +84,7 @@ def _handler_settings(task: Mapping[str, Any], home: str | os.PathLike[str],
     handler = shape.handler_config(task)
     cls = resolve_class(handler) if isinstance(handler, Mapping) else None
     given = handler.get("kwargs") if isinstance(handler, Mapping) else None
-    ours = isinstance(cls, type) and issubclass(cls, DataHandlerLP) and _takes(cls, "home")
+    ours = isinstance(cls, type) and issubclass(cls, DataHandlerLP) and accepts_keyword(cls, "home")
     if not isinstance(handler, Mapping) or not ours or not (given is None or isinstance(given, Mapping)):
         # A path or an object (built elsewhere, with its own settings), another handler, or malformed
         # kwargs (which building the handler reports).
